@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libstrata: Docker's aufs graph driver as a C library. A store is a directory
+ * in the aufs layout (layers/, diff/, mnt/); a layer is a directory of files
+ * stacked on its parent chain.
+ *
+ * Conventions: functions return 0 (or a count) on success and a negative errno
+ * on failure. Those that take a `struct strata_error **err` also describe a
+ * failure there when @err is not NULL; the caller frees it with
+ * strata_error_free(). The library never prints and never exits.
+ */
+#ifndef STRATA_H
+#define STRATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(STRATA_BUILDING_LIBRARY)
+#define STRATA_EXPORT __attribute__((visibility("default")))
+#else
+#define STRATA_EXPORT
+#endif
+
+struct strata;
+struct strata_error;
+
+/* ---- errors ---------------------------------------------------------- */
+
+/** The text of @err: lowercase, subject quoted, e.g. "rm 'c0ffee': layer has children 'a1'". */
+STRATA_EXPORT const char *strata_error_message(const struct strata_error *err);
+/** The positive errno that describes @err best (ENOENT, EEXIST, EINVAL, EBUSY, ...). */
+STRATA_EXPORT int strata_error_code(const struct strata_error *err);
+/** Frees @err; NULL is allowed. */
+STRATA_EXPORT void strata_error_free(struct strata_error *err);
+
+/* ---- opening a store ------------------------------------------------- */
+
+enum strata_open_flags {
+	/*
+	 * Do not change an existing store: no stale-entry cleanup, no missing
+	 * directory made, nothing written. A store that does not exist yet is
+	 * still created. For commands that only look.
+	 */
+	STRATA_OPEN_READONLY = 1 << 0,
+	/* Also set the modes and owners of ROOT, layers/, diff/ and mnt/ to the seed's. */
+	STRATA_OPEN_FIX_MODES = 1 << 1,
+};
+
+/** One range of an id map: container ids [container_id, +size) are host ids [host_id, +size). */
+struct strata_idmap {
+	uint32_t container_id;
+	uint32_t host_id;
+	uint32_t size;
+};
+
+struct strata_options {
+	/** The store's root directory; NULL means "/var/lib/strata". */
+	const char *root;
+	/** Bitwise or of enum strata_open_flags. */
+	unsigned flags;
+};
+
+/**
+ * strata_open() - open (creating on first use) the store at @opts->root.
+ * @opts:    where and how; NULL means the defaults.
+ * @ret:     the handle, freed with strata_close().
+ * @err:     filled on failure (may be NULL).
+ *
+ * Creates ROOT (0710), layers/, diff/ and mnt/ (0710) when missing and, unless
+ * STRATA_OPEN_READONLY, deletes "<id>-removing" leftovers of interrupted
+ * removes in diff/ and mnt/. Our own state lives only under ROOT/.strata/.
+ * Errors: -ENOTDIR (root is not a directory), -EACCES/-EROFS (cannot write),
+ * -EINVAL (bad options).
+ */
+STRATA_EXPORT int strata_open(const struct strata_options *opts, struct strata **ret,
+			      struct strata_error **err);
+
+/** Releases @s; NULL is allowed. Mounts stay up: they belong to the store, not the handle. */
+STRATA_EXPORT void strata_close(struct strata *s);
+
+/** The store's absolute root path, owned by @s. */
+STRATA_EXPORT const char *strata_root(const struct strata *s);
+
+/* ---- status ---------------------------------------------------------- */
+
+/** A key and value pair; both owned by the array they are in. */
+struct strata_kv {
+	char *key;
+	char *value;
+};
+
+/** Frees an array of @n pairs as returned by the library; NULL is allowed. */
+STRATA_EXPORT void strata_kv_free(struct strata_kv *kv, size_t n);
+
+/**
+ * strata_status() - the driver's status pairs: "Root Dir", "Backing Filesystem",
+ * "Dirs", "Dirperm1 Supported" in that order (Docker's), then strata's own
+ * ("Engine", "Mounted", ...).
+ * @ret_kv, @ret_n: the array, freed with strata_kv_free().
+ */
+STRATA_EXPORT int strata_status(struct strata *s, struct strata_kv **ret_kv, size_t *ret_n,
+				struct strata_error **err);
+
+/* ---- layers ---------------------------------------------------------- */
+
+/**
+ * strata_layer_create() - create an empty layer @id on @parent (NULL or "" for a base layer).
+ * @storage_opts, @n_storage_opts: Docker's --storage-opt pairs; any at all is -EINVAL,
+ *    as aufs supports none.
+ *
+ * Makes diff/<id> and mnt/<id> (0755) and then, atomically, layers/<id> holding
+ * the parent chain, nearest first. Errors: -EINVAL (bad id or parent), -EEXIST
+ * (the layer exists), -ENOENT (no such parent). A failed create leaves nothing.
+ */
+STRATA_EXPORT int strata_layer_create(struct strata *s, const char *id, const char *parent,
+				      const struct strata_kv *storage_opts, size_t n_storage_opts,
+				      struct strata_error **err);
+
+/** As strata_layer_create(): aufs makes no difference between read-only and read-write layers. */
+STRATA_EXPORT int strata_layer_create_rw(struct strata *s, const char *id, const char *parent,
+					 const struct strata_kv *storage_opts,
+					 size_t n_storage_opts, struct strata_error **err);
+
+/** 1 if layer @id exists (its layers/ file does), 0 if not, -EINVAL for a bad id. */
+STRATA_EXPORT int strata_layer_exists(struct strata *s, const char *id);
+
+enum strata_remove_flags {
+	/* Remove even when other layers have this one as parent. */
+	STRATA_REMOVE_FORCE = 1 << 0,
+};
+
+/**
+ * strata_layer_remove() - unmount and delete layer @id.
+ *
+ * The layers file goes first, then diff/<id> and mnt/<id> are renamed to
+ * "<id>-removing" and deleted, so a crash never leaves a half layer that looks
+ * whole. Errors: -ENOENT (no such layer), -ENOTEMPTY (other layers sit on it and
+ * STRATA_REMOVE_FORCE is not given; the message names them), -EBUSY.
+ */
+STRATA_EXPORT int strata_layer_remove(struct strata *s, const char *id, unsigned flags,
+				      struct strata_error **err);
+
+/**
+ * strata_layer_parents() - the parent chain of @id, nearest first.
+ * @ret_ids: a NULL-terminated array (empty for a base layer), freed with strata_strv_free().
+ */
+STRATA_EXPORT int strata_layer_parents(struct strata *s, const char *id, char ***ret_ids,
+				       struct strata_error **err);
+
+/** Frees a NULL-terminated string array returned by the library; NULL is allowed. */
+STRATA_EXPORT void strata_strv_free(char **v);
+
+struct strata_layer_info {
+	char *id;
+	char *parent;       /* NULL for a base layer */
+	unsigned depth;     /* number of ancestors */
+	unsigned mounts;    /* how many users hold it mounted (strata_mount_get) */
+	unsigned children;  /* layers whose direct parent this is */
+};
+
+/**
+ * strata_layer_list() - every layer of the store, sorted by id.
+ * @ret, @ret_n: freed with strata_layer_info_free().
+ */
+STRATA_EXPORT int strata_layer_list(struct strata *s, struct strata_layer_info **ret,
+				    size_t *ret_n, struct strata_error **err);
+
+STRATA_EXPORT void strata_layer_info_free(struct strata_layer_info *info, size_t n);
+
+/**
+ * strata_layer_metadata() - what the store knows of @id, as pairs:
+ * "ID", "Parent", "Depth", "DiffDir", "MountDir", "Mounts". (Docker's aufs
+ * driver reports none; strata says what it has.) Freed with strata_kv_free().
+ */
+STRATA_EXPORT int strata_layer_metadata(struct strata *s, const char *id, struct strata_kv **ret_kv,
+					size_t *ret_n, struct strata_error **err);
+
+/* ---- mounts ---------------------------------------------------------- */
+
+/**
+ * strata_mount_get() - make layer @id's merged view available, counted (Docker's Get).
+ * @mount_label: an SELinux context for the mount, or NULL.
+ * @ret_path:    the directory to use, freed by the caller: diff/<id> for a base
+ *               layer, mnt/<id> for a layer with parents.
+ *
+ * Only the first of several calls mounts; the count is shared by every process
+ * that opens the store. Errors: -ENOENT (no such layer), -EOPNOTSUPP (no union
+ * mount engine for a layer with parents). A failed call changes no count.
+ */
+STRATA_EXPORT int strata_mount_get(struct strata *s, const char *id, const char *mount_label,
+				   char **ret_path, struct strata_error **err);
+
+/**
+ * strata_mount_put() - release one strata_mount_get() of @id (Docker's Put);
+ * the last one unmounts. Errors: -ENOENT (no such layer), -EINVAL (not mounted:
+ * nothing changes).
+ */
+STRATA_EXPORT int strata_mount_put(struct strata *s, const char *id, struct strata_error **err);
+
+/** How many users hold layer @id mounted, or a negative errno. */
+STRATA_EXPORT int strata_mount_count(struct strata *s, const char *id);
+
+/**
+ * strata_cleanup() - unmount everything the store has mounted and forget all
+ * counts (Docker's Cleanup, run when the daemon stops).
+ */
+STRATA_EXPORT int strata_cleanup(struct strata *s, struct strata_error **err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

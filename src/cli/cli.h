@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The strata command line: what every command file shares. */
+#pragma once
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "macro.h"
+#include "strata.h"
+
+static inline void strata_closep(struct strata **s)
+{
+	strata_close(*s);
+}
+#define _cleanup_strata_ _cleanup_(strata_closep)
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+enum output_format { FORMAT_TEXT, FORMAT_JSON };
+
+struct cli {
+	const char *root;
+	enum output_format format;
+	bool quiet;
+	const char *command;
+};
+
+struct command {
+	const char *name;
+	const char *args;     /* synopsis after the name */
+	const char *summary;  /* one line for `strata help` */
+	const char *help;     /* the options, for `strata COMMAND --help` */
+	int (*run)(struct cli *cli, int argc, char **argv);
+	unsigned open_flags;  /* enum strata_open_flags */
+};
+
+/* Option values shared by every command's getopt table. */
+enum {
+	OPT_ROOT = 0x100,
+	OPT_FORMAT,
+	OPT_HELP,
+	OPT_COMMAND_FIRST = 0x200,
+};
+
+/*
+ * Parses @argv (argv[0] is the command) with the command's own @opts (ended by a
+ * zero entry) plus the global ones, permuting operands to the end. @on_opt gets
+ * each command option; it returns 0, or EXIT_USAGE after printing why. Returns
+ * the index of the first operand, or -EXIT_USAGE / -EXIT_OK (after --help).
+ */
+int cli_parse(struct cli *cli, const struct command *cmd, int argc, char **argv,
+	      const char *shortopts, const struct option *opts,
+	      int (*on_opt)(struct cli *cli, int c, const char *arg, void *u), void *u);
+
+/* Prints "strata: <what>" on stderr (a usage error adds a hint) and returns @code. */
+int cli_error(struct cli *cli, int code, const char *fmt, ...) _printf_(3, 4);
+/* Prints @err's message, frees it and returns EXIT_FAIL. */
+int cli_fail(struct cli *cli, struct strata_error *err);
+/* Handles a global option (--root, --format, -q): 0, EXIT_USAGE, or -1 if @c is not one. */
+int cli_global_option(struct cli *cli, int c, const char *arg);
+/* Checks the operand count; prints a usage error when it is wrong. */
+int cli_operands(struct cli *cli, const struct command *cmd, int argc, int first, int min, int max);
+
+/* Opens the store with the command's flags; prints the error itself. */
+int cli_open(struct cli *cli, const struct command *cmd, struct strata **ret);
+
+/* Prints a JSON value (stealing the reference) on stdout. */
+int cli_print_json(json_t *v);
+/* Prints pairs as "Key: value" lines, or one JSON object. */
+int cli_print_kv(struct cli *cli, const struct strata_kv *kv, size_t n);
+
+const struct command *cli_find_command(const char *name);
+void cli_command_help(const struct command *cmd, FILE *out);
+
+extern const struct command cmd_init, cmd_status, cmd_cleanup;
+extern const struct command cmd_create, cmd_create_rw, cmd_rm, cmd_exists, cmd_ls, cmd_metadata,
+	cmd_parents;
+extern const struct command cmd_mount, cmd_unmount;

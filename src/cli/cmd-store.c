@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Store commands: init, status, cleanup. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int run_init(struct cli *cli, int argc, char **argv)
+{
+	_cleanup_strata_ struct strata *s = NULL;
+	struct strata_error *err = NULL;
+	struct strata_kv *kv;
+	size_t n;
+	int first, r;
+
+	first = cli_parse(cli, &cmd_init, argc, argv, "", NULL, NULL, NULL);
+	if (first < 0)
+		return -first;
+	if ((r = cli_operands(cli, &cmd_init, argc, first, 0, 0)))
+		return r;
+	if ((r = cli_open(cli, &cmd_init, &s)))
+		return r;
+	if (strata_status(s, &kv, &n, &err) < 0)
+		return cli_fail(cli, err);
+	r = cli_print_kv(cli, kv, n);
+	strata_kv_free(kv, n);
+	return r;
+}
+
+static int run_status(struct cli *cli, int argc, char **argv)
+{
+	_cleanup_strata_ struct strata *s = NULL;
+	struct strata_error *err = NULL;
+	struct strata_kv *kv;
+	size_t n;
+	int first, r;
+
+	first = cli_parse(cli, &cmd_status, argc, argv, "", NULL, NULL, NULL);
+	if (first < 0)
+		return -first;
+	if ((r = cli_operands(cli, &cmd_status, argc, first, 0, 0)))
+		return r;
+	if ((r = cli_open(cli, &cmd_status, &s)))
+		return r;
+	if (strata_status(s, &kv, &n, &err) < 0)
+		return cli_fail(cli, err);
+	r = cli_print_kv(cli, kv, n);
+	strata_kv_free(kv, n);
+	return r;
+}
+
+static int run_cleanup(struct cli *cli, int argc, char **argv)
+{
+	_cleanup_strata_ struct strata *s = NULL;
+	struct strata_error *err = NULL;
+	int first, r;
+
+	first = cli_parse(cli, &cmd_cleanup, argc, argv, "", NULL, NULL, NULL);
+	if (first < 0)
+		return -first;
+	if ((r = cli_operands(cli, &cmd_cleanup, argc, first, 0, 0)))
+		return r;
+	if ((r = cli_open(cli, &cmd_cleanup, &s)))
+		return r;
+	if (strata_cleanup(s, &err) < 0)
+		return cli_fail(cli, err);
+	return EXIT_OK;
+}
+
+const struct command cmd_init = {
+	"init", "", "create the store, or set its directories to the seed's modes, and show its status",
+	NULL, run_init, STRATA_OPEN_FIX_MODES,
+};
+const struct command cmd_status = {
+	"status", "", "show the driver's status", NULL, run_status, STRATA_OPEN_READONLY,
+};
+const struct command cmd_cleanup = {
+	"cleanup", "", "unmount everything the store mounted and forget all mount counts", NULL,
+	run_cleanup, 0,
+};

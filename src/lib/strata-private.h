@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libstrata internals shared by its files: the store handle, errors, locks, counts. */
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "macro.h"
+#include "strata.h"
+
+#define STRATA_DEFAULT_ROOT "/var/lib/strata"
+#define STATE_DIR ".strata"
+
+struct strata {
+	char *root;      /* absolute, no trailing slash */
+	unsigned flags;  /* enum strata_open_flags */
+	int root_fd;
+	int layers_fd;   /* -1 when a read-only open found no layers/ */
+	int diff_fd;
+	int mnt_fd;
+	int state_fd;    /* ROOT/.strata, -1 until something needs it */
+	int tmp_fd;      /* .strata/tmp: temporaries renamed into place */
+	int locks_fd;    /* .strata/locks: one flock file an id */
+	int mounts_fd;   /* .strata/mounts: one count file an id */
+	uid_t root_uid;  /* owner of layer directories (the remapped root) */
+	gid_t root_gid;
+	char *backing_fs;
+};
+
+struct strata_error {
+	int code;
+	char *message;
+};
+
+/*
+ * Describes a failure in *@err (when @err is not NULL) and returns -|@code|, so
+ * that a caller can `return strata_fail(err, r, "rm '%s': ...", id);`.
+ */
+int strata_fail(struct strata_error **err, int code, const char *fmt, ...) _printf_(3, 4);
+
+/* Checks @id for operation @op ("create", "rm", ...); fills @err naming the id. */
+int strata_check_id(const char *op, const char *id, struct strata_error **err);
+
+/* Makes .strata/ and its subdirectories if missing and opens them. */
+int store_ensure_state(struct strata *s, struct strata_error **err);
+
+/* ---- locks (lock.c) ---- */
+
+/*
+ * Takes a flock of kind @op (LOCK_SH or LOCK_EX) on id @id, shared with every
+ * process that opens the store. Returns the lock fd (close it to unlock) or
+ * -errno. A lock whose file was unlinked by store_unlock_remove() while we waited
+ * is taken again on the new file.
+ */
+int store_lock(struct strata *s, const char *id, int op);
+/* Unlinks the lock file of @id, then closes @fd. The caller holds @fd LOCK_EX. */
+void store_unlock_remove(struct strata *s, const char *id, int fd);
+
+/* ---- layers (layer.c) ---- */
+
+/* Reads layers/<id> into a NULL-terminated list, nearest parent first. -ENOENT if absent. */
+int layer_read_parents(struct strata *s, const char *id, char ***ret);
+/* 1 if layers/<id> exists, 0 if not. */
+int layer_exists(struct strata *s, const char *id);
+/* "<root>/diff/<id>" and "<root>/mnt/<id>"; NULL only when out of memory. */
+char *layer_diff_path(struct strata *s, const char *id);
+char *layer_mnt_path(struct strata *s, const char *id);
+
+/* ---- mount counts (refs.c) ---- */
+
+/* The stored count of @id (0 when none). The caller holds the id's lock. */
+int refs_get_locked(struct strata *s, const char *id);
+int refs_set_locked(struct strata *s, const char *id, int count);
+
+/* ---- status (fsmagic.c) ---- */
+
+/* The name Docker gives to statfs magic @magic, or "<unknown>". */
+const char *fsmagic_name(unsigned long magic);

@@ -47,11 +47,18 @@ enum {
  * Parses @argv (argv[0] is the command) with the command's own @opts (ended by a
  * zero entry) plus the global ones, permuting operands to the end. @on_opt gets
  * each command option; it returns 0, or EXIT_USAGE after printing why. Returns
- * the index of the first operand, or -EXIT_USAGE / -EXIT_OK (after --help).
+ * the index of the first operand, or a negative value for cli_parse_exit().
  */
 int cli_parse(struct cli *cli, const struct command *cmd, int argc, char **argv,
 	      const char *shortopts, const struct option *opts,
 	      int (*on_opt)(struct cli *cli, int c, const char *arg, void *u), void *u);
+
+#define CLI_HELP_SHOWN (-1000)
+/* The exit code for a negative cli_parse() result. */
+static inline int cli_parse_exit(int r)
+{
+	return r == CLI_HELP_SHOWN ? EXIT_OK : -r;
+}
 
 /* Prints "strata: <what>" on stderr (a usage error adds a hint) and returns @code. */
 int cli_error(struct cli *cli, int code, const char *fmt, ...) _printf_(3, 4);

@@ -50,7 +50,7 @@ static int run_create_common(struct cli *cli, const struct command *cmd, int arg
 
 	first = cli_parse(cli, cmd, argc, argv, "p:s:", opts, create_opt, &a);
 	if (first < 0) {
-		r = -first;
+		r = cli_parse_exit(first);
 		goto out;
 	}
 	r = cli_operands(cli, cmd, argc, first, 1, 1);
@@ -107,7 +107,7 @@ static int run_rm(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_rm, argc, argv, "f", opts, flag_opt, &force);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_rm, argc, first, 1, -1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_rm, &s)))
@@ -126,7 +126,7 @@ static int run_exists(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_exists, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_exists, argc, first, 1, 1)))
 		return r;
 	const char *id = argv[first];
@@ -155,7 +155,7 @@ static int run_metadata(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_metadata, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_metadata, argc, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_metadata, &s)))
@@ -176,7 +176,7 @@ static int run_parents(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_parents, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_parents, argc, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_parents, &s)))
@@ -254,7 +254,7 @@ static int run_ls(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_ls, argc, argv, "t", opts, flag_opt, &tree);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_ls, argc, first, 0, 0)))
 		return r;
 	if ((r = cli_open(cli, &cmd_ls, &s)))

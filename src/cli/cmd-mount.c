@@ -24,7 +24,7 @@ static int run_mount(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_mount, argc, argv, "l:", opts, label_opt, &label);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_mount, argc, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_mount, &s)))
@@ -47,7 +47,7 @@ static int run_unmount(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_unmount, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_unmount, argc, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_unmount, &s)))

@@ -15,7 +15,7 @@ static int run_init(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_init, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_init, argc, first, 0, 0)))
 		return r;
 	if ((r = cli_open(cli, &cmd_init, &s)))
@@ -37,7 +37,7 @@ static int run_status(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_status, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_status, argc, first, 0, 0)))
 		return r;
 	if ((r = cli_open(cli, &cmd_status, &s)))
@@ -57,7 +57,7 @@ static int run_cleanup(struct cli *cli, int argc, char **argv)
 
 	first = cli_parse(cli, &cmd_cleanup, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
-		return -first;
+		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_cleanup, argc, first, 0, 0)))
 		return r;
 	if ((r = cli_open(cli, &cmd_cleanup, &s)))

@@ -91,7 +91,7 @@ int cli_parse(struct cli *cli, const struct command *cmd, int argc, char **argv,
 					  cmd->name, argv[optind - 1]);
 		if (c == OPT_HELP) {
 			cli_command_help(cmd, stdout);
-			return -EXIT_OK;
+			return CLI_HELP_SHOWN;
 		}
 		r = cli_global_option(cli, c, optarg);
 		if (r < 0)

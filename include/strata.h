@@ -64,6 +64,13 @@ struct strata_options {
 	const char *root;
 	/** Bitwise or of enum strata_open_flags. */
 	unsigned flags;
+	/**
+	 * The union mount engine: "auto" (or NULL), "aufs" or "fuse". The first
+	 * open records its choice in the store; a different engine replaces it
+	 * only while no layer is mounted. "auto" takes kernel aufs where the
+	 * kernel has it and we are not in a user namespace, else FUSE.
+	 */
+	const char *engine;
 };
 
 /**

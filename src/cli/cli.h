@@ -24,6 +24,7 @@ struct cli {
 	enum output_format format;
 	bool quiet;
 	const char *command;
+	const char *engine; /* init --engine */
 };
 
 struct command {

@@ -5,15 +5,26 @@
 
 #include "cli.h"
 
+static int engine_opt(struct cli *cli, int c, const char *arg, void *u)
+{
+	if (c != 'e')
+		return EXIT_USAGE;
+	if (strcmp(arg, "auto") && strcmp(arg, "aufs") && strcmp(arg, "fuse"))
+		return cli_error(cli, EXIT_USAGE, "--engine '%s': expected auto, aufs or fuse", arg);
+	cli->engine = arg;
+	return 0;
+}
+
 static int run_init(struct cli *cli, int argc, char **argv)
 {
+	static const struct option opts[] = { { "engine", required_argument, NULL, 'e' }, { 0 } };
 	_cleanup_strata_ struct strata *s = NULL;
 	struct strata_error *err = NULL;
 	struct strata_kv *kv;
 	size_t n;
 	int first, r;
 
-	first = cli_parse(cli, &cmd_init, argc, argv, "", NULL, NULL, NULL);
+	first = cli_parse(cli, &cmd_init, argc, argv, "e:", opts, engine_opt, NULL);
 	if (first < 0)
 		return cli_parse_exit(first);
 	if ((r = cli_operands(cli, &cmd_init, argc, first, 0, 0)))
@@ -68,8 +79,11 @@ static int run_cleanup(struct cli *cli, int argc, char **argv)
 }
 
 const struct command cmd_init = {
-	"init", "", "create the store, or set its directories to the seed's modes, and show its status",
-	NULL, run_init, STRATA_OPEN_FIX_MODES,
+	"init", "[--engine auto|aufs|fuse]",
+	"create the store, or set its directories to the seed's modes, choose its mount engine, and show its status",
+	"  -e, --engine NAME     union mount engine: auto (default: kernel aufs where the kernel\n"
+	"                        has it, else fuse), aufs or fuse; kept in the store\n",
+	run_init, STRATA_OPEN_FIX_MODES,
 };
 const struct command cmd_status = {
 	"status", "", "show the driver's status", NULL, run_status, STRATA_OPEN_READONLY,

@@ -118,7 +118,8 @@ int cli_operands(struct cli *cli, const struct command *cmd, int argc, int first
 int cli_open(struct cli *cli, const struct command *cmd, struct strata **ret)
 {
 	struct strata_error *err = NULL;
-	struct strata_options o = { .root = cli->root, .flags = cmd->open_flags };
+	struct strata_options o = { .root = cli->root, .flags = cmd->open_flags,
+				    .engine = cli->engine };
 
 	if (strata_open(&o, ret, &err) < 0)
 		return cli_fail(cli, err);

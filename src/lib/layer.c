@@ -343,11 +343,10 @@ _public_ int strata_layer_remove(struct strata *s, const char *id, unsigned flag
 		strv_free(c.names);
 	}
 
-	/* A base layer's "mount" is its diff dir: nothing to unmount, only the count goes. */
-	r = refs_set_locked(s, id, 0);
+	/* Docker unmounts whatever the count says: other users lose the layer. */
+	r = mount_release_all_locked(s, id, err);
 	if (r < 0)
-		return strata_fail(err, r, "rm '%s': cannot reset its mount count: %s", id,
-				   strerror(-r));
+		return r;
 	if (unlinkat(s->layers_fd, id, 0) < 0 && errno != ENOENT)
 		return strata_fail(err, errno, "rm '%s': cannot remove '%s/layers/%s': %m", id,
 				   s->root, id);

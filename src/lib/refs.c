@@ -3,6 +3,12 @@
  * Mount counts (Docker's RefCounter), kept in .strata/mounts/<id> so that every
  * process that opens the store shares them, and Get/Put on top of them.
  * A count is read and written only under the id's exclusive lock.
+ *
+ * A base layer is never mounted: Get returns its diff dir and only counts. A
+ * layer with parents is mounted at mnt/<id> by the store's engine on the first
+ * Get and unmounted by the last Put. What the kernel says wins over the count:
+ * a mount left from an earlier run is adopted, a dead FUSE mount (its daemon
+ * killed) is detached and made again.
  */
 #include <fcntl.h>
 #include <sys/file.h>
@@ -10,6 +16,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "engine.h"
 #include "fsutil.h"
 #include "ids.h"
 #include "strata-private.h"
@@ -67,11 +77,61 @@ _public_ int strata_mount_count(struct strata *s, const char *id)
 	return r;
 }
 
+enum mount_state { MS_NONE, MS_OURS, MS_DEAD, MS_FOREIGN };
+
+/* What is at @target: nothing, our engine's live mount, a dead FUSE mount, or something else. */
+static enum mount_state probe_target(struct strata *s, const char *id, const char *target)
+{
+	struct mount_entry m = { 0 };
+	struct stat st;
+	enum mount_state state = MS_NONE;
+
+	if (stat(target, &st) < 0 && errno == ENOTCONN)
+		return MS_DEAD;
+	if (mountinfo_find(target, &m) > 0) {
+		state = MS_FOREIGN;
+		if (s->engine && !strcmp(m.fstype, s->engine->fstype))
+			state = MS_OURS;
+	}
+	mount_entry_clear(&m);
+	return state;
+}
+
+/* Lazily detaches a dead mount so that the mount point can be used again. */
+static int detach_dead(const char *target)
+{
+	if (umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
+		return -errno;
+	return 0;
+}
+
+static int engine_mount_locked(struct strata *s, const char *op, const char *id,
+			       const char *target, char **parents, const char *label,
+			       struct strata_error **err)
+{
+	_cleanup_free_ char *rw = layer_diff_path(s, id);
+	_cleanup_strv_free_ char **ro = NULL;
+	size_t n = 0;
+
+	if (!s->engine)
+		return strata_fail(err, EOPNOTSUPP, "%s '%s': no union mount engine", op, id);
+	while (parents[n])
+		n++;
+	if (!rw || !(ro = calloc(n + 1, sizeof(char *))))
+		return strata_fail(err, ENOMEM, "%s '%s': out of memory", op, id);
+	for (size_t i = 0; i < n; i++)
+		if (!(ro[i] = layer_diff_path(s, parents[i])))
+			return strata_fail(err, ENOMEM, "%s '%s': out of memory", op, id);
+	return s->engine->mount(s, id, target, rw, ro, label, err);
+}
+
 _public_ int strata_mount_get(struct strata *s, const char *id, const char *mount_label,
 			      char **ret_path, struct strata_error **err)
 {
 	_cleanup_strv_free_ char **parents = NULL;
 	_cleanup_close_ int lock = -1;
+	_cleanup_free_ char *path = NULL;
+	bool mounted_now = false;
 	int r, count;
 
 	r = strata_check_id("mount", id, err);
@@ -89,29 +149,93 @@ _public_ int strata_mount_get(struct strata *s, const char *id, const char *moun
 	if (r < 0)
 		return strata_fail(err, r, "mount '%s': cannot read its parents: %s", id,
 				   strerror(-r));
-	if (parents[0])
-		return strata_fail(err, EOPNOTSUPP,
-				   "mount '%s': no union mount engine for a layer with parents", id);
 	count = refs_get_locked(s, id);
 	if (count < 0)
 		return strata_fail(err, count, "mount '%s': cannot read its count: %s", id,
 				   strerror(-count));
-	char *path = layer_diff_path(s, id);
+	path = parents[0] ? layer_mnt_path(s, id) : layer_diff_path(s, id);
 	if (!path)
 		return strata_fail(err, ENOMEM, "mount '%s': out of memory", id);
+
+	if (parents[0]) {
+		switch (probe_target(s, id, path)) {
+		case MS_OURS:
+			if (count == 0)
+				count = 1; /* Left from an earlier run: adopt it, as Docker does. */
+			break;
+		case MS_DEAD:
+			r = detach_dead(path);
+			if (r < 0)
+				return strata_fail(err, r, "mount '%s': cannot detach the dead mount at '%s': %s",
+						   id, path, strerror(-r));
+			__attribute__((fallthrough)); /* mount afresh */
+		case MS_NONE:
+			r = engine_mount_locked(s, "mount", id, path, parents, mount_label, err);
+			if (r < 0)
+				return r;
+			mounted_now = true;
+			break;
+		case MS_FOREIGN:
+			return strata_fail(err, EBUSY, "mount '%s': '%s' is already a mount point of another kind",
+					   id, path);
+		}
+	}
 	r = refs_set_locked(s, id, count + 1);
 	if (r < 0) {
-		free(path);
+		if (mounted_now)
+			(void)s->engine->unmount(s, id, path, NULL);
 		return strata_fail(err, r, "mount '%s': cannot store its count: %s", id,
 				   strerror(-r));
 	}
-	*ret_path = path;
+	*ret_path = TAKE_PTR(path);
 	return 0;
+}
+
+/* Takes down whatever is mounted at mnt/<id>. The caller holds the id's lock. */
+static int unmount_locked(struct strata *s, const char *op, const char *id, const char *target,
+			  struct strata_error **err)
+{
+	int r;
+
+	switch (probe_target(s, id, target)) {
+	case MS_NONE:
+		return 0;
+	case MS_DEAD:
+		r = detach_dead(target);
+		if (r < 0)
+			return strata_fail(err, r, "%s '%s': cannot detach the dead mount at '%s': %s",
+					   op, id, target, strerror(-r));
+		return 0;
+	case MS_OURS:
+		return s->engine->unmount(s, id, target, err);
+	case MS_FOREIGN:
+		r = unmount_retry(target, 0);
+		if (r < 0)
+			return strata_fail(err, r, "%s '%s': cannot unmount '%s': %s", op, id, target,
+					   strerror(-r));
+		return 0;
+	}
+	return 0;
+}
+
+int mount_release_all_locked(struct strata *s, const char *id, struct strata_error **err)
+{
+	_cleanup_free_ char *target = layer_mnt_path(s, id);
+	int r;
+
+	if (!target)
+		return strata_fail(err, ENOMEM, "rm '%s': out of memory", id);
+	r = unmount_locked(s, "rm", id, target, err);
+	if (r < 0)
+		return r;
+	return refs_set_locked(s, id, 0);
 }
 
 _public_ int strata_mount_put(struct strata *s, const char *id, struct strata_error **err)
 {
+	_cleanup_strv_free_ char **parents = NULL;
 	_cleanup_close_ int lock = -1;
+	_cleanup_free_ char *target = NULL;
 	int r, count;
 
 	r = strata_check_id("unmount", id, err);
@@ -124,14 +248,39 @@ _public_ int strata_mount_put(struct strata *s, const char *id, struct strata_er
 	if (lock < 0)
 		return strata_fail(err, lock, "unmount '%s': cannot lock: %s", id,
 				   strerror(-lock));
-	if (!layer_exists(s, id))
+	r = layer_read_parents(s, id, &parents);
+	if (r == -ENOENT)
 		return strata_fail(err, ENOENT, "unmount '%s': no such layer", id);
+	if (r < 0)
+		return strata_fail(err, r, "unmount '%s': cannot read its parents: %s", id,
+				   strerror(-r));
 	count = refs_get_locked(s, id);
 	if (count < 0)
 		return strata_fail(err, count, "unmount '%s': cannot read its count: %s", id,
 				   strerror(-count));
-	if (count == 0)
+	if (!(target = layer_mnt_path(s, id)))
+		return strata_fail(err, ENOMEM, "unmount '%s': out of memory", id);
+
+	enum mount_state state = parents[0] ? probe_target(s, id, target) : MS_NONE;
+	if (count == 0) {
+		/* Not ours to count, but left mounted by an earlier run: take it down. */
+		if (state == MS_OURS || state == MS_DEAD)
+			return unmount_locked(s, "unmount", id, target, err);
 		return strata_fail(err, EINVAL, "unmount '%s': layer is not mounted", id);
+	}
+	if (parents[0]) {
+		if (count == 1 || state == MS_DEAD) {
+			r = unmount_locked(s, "unmount", id, target, err);
+			if (r < 0)
+				return r; /* Still mounted: the count stays. */
+		}
+		if (count > 1 && state == MS_DEAD) {
+			/* Others still use it: give them their view back. */
+			r = engine_mount_locked(s, "unmount", id, target, parents, NULL, err);
+			if (r < 0)
+				return r;
+		}
+	}
 	r = refs_set_locked(s, id, count - 1);
 	if (r < 0)
 		return strata_fail(err, r, "unmount '%s': cannot store its count: %s", id,
@@ -139,21 +288,46 @@ _public_ int strata_mount_put(struct strata *s, const char *id, struct strata_er
 	return 0;
 }
 
+int mount_count_dead(struct strata *s)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd, n = 0;
+
+	if (s->mnt_fd < 0)
+		return 0;
+	fd = fcntl(s->mnt_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(s->mnt_fd, de->d_name, &st, 0) < 0 && errno == ENOTCONN)
+			n++;
+	}
+	return n;
+}
+
 _public_ int strata_cleanup(struct strata *s, struct strata_error **err)
 {
 	_cleanup_closedir_ DIR *d = NULL;
+	_cleanup_strv_free_ char **rest = NULL;
 	struct dirent *de;
 	int r, ret = 0;
 
 	r = store_ensure_state(s, err);
 	if (r < 0)
 		return r;
-	int fd = fcntl(s->mounts_fd, F_DUPFD_CLOEXEC, 3);
+	/* First every layer's own mount, through its engine and under its lock. */
+	int fd = fcntl(s->mnt_fd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		if (fd >= 0)
 			close(fd);
-		return strata_fail(err, errno, "cleanup: cannot read '%s/" STATE_DIR "/mounts': %m",
-				   s->root);
+		return strata_fail(err, errno, "cleanup: cannot read '%s/mnt': %m", s->root);
 	}
 	while ((de = readdir(d))) {
 		if (!id_valid(de->d_name))
@@ -165,9 +339,34 @@ _public_ int strata_cleanup(struct strata *s, struct strata_error **err)
 						  de->d_name, strerror(-lock));
 			continue;
 		}
-		r = refs_set_locked(s, de->d_name, 0);
+		_cleanup_free_ char *target = layer_mnt_path(s, de->d_name);
+		if (!target)
+			return strata_fail(err, ENOMEM, "cleanup: out of memory");
+		r = unmount_locked(s, "cleanup", de->d_name, target, ret ? NULL : err);
 		if (r < 0 && !ret)
-			ret = strata_fail(err, r, "cleanup '%s': %s", de->d_name, strerror(-r));
+			ret = r;
+	}
+	/* Then every count, mounted or not: nobody holds a layer after a cleanup. */
+	closedir(TAKE_PTR(d));
+	fd = fcntl(s->mounts_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd >= 0 && (d = fdopendir(fd))) {
+		while ((de = readdir(d))) {
+			if (!id_valid(de->d_name))
+				continue;
+			_cleanup_close_ int lock = store_lock(s, de->d_name, LOCK_EX);
+			if (lock >= 0)
+				(void)refs_set_locked(s, de->d_name, 0);
+		}
+	} else if (fd >= 0)
+		close(fd);
+	/* Last, anything else mounted below the root (Docker's RecursiveUnmount), deepest first. */
+	r = mountinfo_list_under(s->root, &rest);
+	for (char **p = rest; r == 0 && *p; p++) {
+		if (!strcmp(*p, s->root))
+			continue; /* The root itself is the user's, not ours. */
+		int u = unmount_retry(*p, MNT_DETACH);
+		if (u < 0 && !ret)
+			ret = strata_fail(err, u, "cleanup: cannot unmount '%s': %s", *p, strerror(-u));
 	}
 	return ret;
 }

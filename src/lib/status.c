@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine.h"
 #include "strata-private.h"
 
 struct kv_list {
@@ -70,9 +71,11 @@ _public_ int strata_status(struct strata *s, struct strata_kv **ret_kv, size_t *
 	kv_add(&l, "Root Dir", "%s", s->root);
 	kv_add(&l, "Backing Filesystem", "%s", s->backing_fs ? s->backing_fs : "<unknown>");
 	kv_add(&l, "Dirs", "%zu", n);
-	kv_add(&l, "Dirperm1 Supported", "%s", "false");
-	kv_add(&l, "Engine", "%s", "none");
+	bool dirperm1 = s->engine && s->engine->dirperm1 && s->engine->dirperm1(s);
+	kv_add(&l, "Dirperm1 Supported", "%s", dirperm1 ? "true" : "false");
+	kv_add(&l, "Engine", "%s", s->engine ? s->engine->name : "none");
 	kv_add(&l, "Mounted", "%zu", mounted);
+	kv_add(&l, "Dead Mounts", "%d", mount_count_dead(s));
 	return kv_finish(&l, ret_kv, ret_n, err, "status");
 }
 

@@ -7,6 +7,7 @@
 #include <sys/vfs.h>
 
 #include "fsutil.h"
+#include "engine.h"
 #include "ids.h"
 #include "strata-private.h"
 
@@ -242,6 +243,10 @@ _public_ int strata_open(const struct strata_options *opts, struct strata **ret,
 			s->mounts_fd = open_dir_at(fd, "mounts");
 		}
 	}
+
+	r = engine_select(s, opts ? opts->engine : NULL, err);
+	if (r < 0)
+		goto fail;
 
 	if (fstatfs(s->root_fd, &sfs) == 0)
 		s->backing_fs = strdup(fsmagic_name((unsigned long)sfs.f_type));

@@ -26,7 +26,10 @@ struct strata {
 	uid_t root_uid;  /* owner of layer directories (the remapped root) */
 	gid_t root_gid;
 	char *backing_fs;
+	const struct strata_engine *engine; /* chosen at open (engine.c) */
 };
+
+struct strata_engine;
 
 struct strata_error {
 	int code;
@@ -72,6 +75,11 @@ char *layer_mnt_path(struct strata *s, const char *id);
 /* The stored count of @id (0 when none). The caller holds the id's lock. */
 int refs_get_locked(struct strata *s, const char *id);
 int refs_set_locked(struct strata *s, const char *id, int count);
+
+/* Unmounts layer @id (whatever its count) and forgets its count. The caller holds its lock. */
+int mount_release_all_locked(struct strata *s, const char *id, struct strata_error **err);
+/* How many mount points under mnt/ are dead (their FUSE daemon gone). */
+int mount_count_dead(struct strata *s);
 
 /* ---- status (fsmagic.c) ---- */
 

@@ -71,6 +71,16 @@ struct strata_options {
 	 * kernel has it and we are not in a user namespace, else FUSE.
 	 */
 	const char *engine;
+	/**
+	 * User-namespace remapping (Docker's --userns-remap): ranges of container
+	 * ids and the host ids they are. Recorded in the store on first use; they
+	 * cannot change while the store has layers. None: ids are themselves.
+	 * Layer directories are owned by the host ids of container root.
+	 */
+	const struct strata_idmap *uid_maps;
+	size_t n_uid_maps;
+	const struct strata_idmap *gid_maps;
+	size_t n_gid_maps;
 };
 
 /**

@@ -263,3 +263,18 @@ load helpers
 	done
 	[ -z "$(ls -A "$ROOT/.strata/tmp")" ]
 }
+
+@test "id maps: layer directories belong to the remapped root, and the maps are kept" {
+	strata init --uidmap 0:100000:65536 --gidmap 0:200000:65536 >/dev/null
+	strata create A
+	[ "$(stat -c %u:%g "$ROOT/diff/A")" = 100000:200000 ]
+	[ "$(stat -c %u:%g "$ROOT/mnt/A")" = 100000:200000 ]
+	[ "$(stat -c %g "$ROOT/layers")" = 200000 ]
+	strata create B
+	[ "$(stat -c %u:%g "$ROOT/diff/B")" = 100000:200000 ]
+	run strata init --uidmap 0:300000:65536
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"cannot change while the store has layers"* ]]
+	run strata init --uidmap 1:2
+	[ "$status" -eq 2 ]
+}

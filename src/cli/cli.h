@@ -25,6 +25,9 @@ struct cli {
 	bool quiet;
 	const char *command;
 	const char *engine; /* init --engine */
+#define CLI_MAX_MAPS 16
+	struct strata_idmap uid_maps[CLI_MAX_MAPS], gid_maps[CLI_MAX_MAPS];
+	size_t n_uid_maps, n_gid_maps;
 };
 
 struct command {

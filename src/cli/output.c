@@ -118,8 +118,15 @@ int cli_operands(struct cli *cli, const struct command *cmd, int argc, int first
 int cli_open(struct cli *cli, const struct command *cmd, struct strata **ret)
 {
 	struct strata_error *err = NULL;
-	struct strata_options o = { .root = cli->root, .flags = cmd->open_flags,
-				    .engine = cli->engine };
+	struct strata_options o = {
+		.root = cli->root,
+		.flags = cmd->open_flags,
+		.engine = cli->engine,
+		.uid_maps = cli->uid_maps,
+		.n_uid_maps = cli->n_uid_maps,
+		.gid_maps = cli->gid_maps,
+		.n_gid_maps = cli->n_gid_maps,
+	};
 
 	if (strata_open(&o, ret, &err) < 0)
 		return cli_fail(cli, err);

@@ -197,6 +197,15 @@ _public_ int strata_open(const struct strata_options *opts, struct strata **ret,
 		r = strata_fail(err, errno, "root '%s': %m", s->root);
 		goto fail;
 	}
+	{
+		/* Recorded maps decide the owner of what we create below. */
+		int sfd = open_dir_at(s->root_fd, STATE_DIR);
+		if (sfd >= 0)
+			s->state_fd = sfd;
+		r = idmap_setup(s, opts, err);
+		if (r < 0)
+			goto fail;
+	}
 	if ((flags & STRATA_OPEN_FIX_MODES) &&
 	    (r = fix_mode(AT_FDCWD, s->root, ROOT_MODE, geteuid(), s->root_gid)) < 0) {
 		r = strata_fail(err, r, "root '%s': cannot set mode: %s", s->root, strerror(-r));
@@ -236,12 +245,8 @@ _public_ int strata_open(const struct strata_options *opts, struct strata **ret,
 			goto fail;
 		remove_stale(s->mnt_fd);
 		remove_stale(s->diff_fd);
-	} else {
-		int fd = open_dir_at(s->root_fd, STATE_DIR);
-		if (fd >= 0) {
-			s->state_fd = fd;
-			s->mounts_fd = open_dir_at(fd, "mounts");
-		}
+	} else if (s->state_fd >= 0) {
+		s->mounts_fd = open_dir_at(s->state_fd, "mounts");
 	}
 
 	r = engine_select(s, opts ? opts->engine : NULL, err);
@@ -270,6 +275,7 @@ _public_ void strata_close(struct strata *s)
 			close(*fds[i]);
 	free(s->root);
 	free(s->backing_fs);
+	idmap_set_clear(&s->idmap);
 	free(s);
 }
 

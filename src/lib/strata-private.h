@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "macro.h"
@@ -11,6 +12,12 @@
 
 #define STRATA_DEFAULT_ROOT "/var/lib/strata"
 #define STATE_DIR ".strata"
+
+/* The store's uid and gid maps; empty means identity. */
+struct idmap_set {
+	struct strata_idmap *uid, *gid;
+	size_t n_uid, n_gid;
+};
 
 struct strata {
 	char *root;      /* absolute, no trailing slash */
@@ -27,9 +34,11 @@ struct strata {
 	gid_t root_gid;
 	char *backing_fs;
 	const struct strata_engine *engine; /* chosen at open (engine.c) */
+	struct idmap_set idmap;
 };
 
 struct strata_engine;
+
 
 struct strata_error {
 	int code;
@@ -47,6 +56,15 @@ int strata_check_id(const char *op, const char *id, struct strata_error **err);
 
 /* Makes .strata/ and its subdirectories if missing and opens them. */
 int store_ensure_state(struct strata *s, struct strata_error **err);
+
+/* ---- id maps (idmap.c) ---- */
+
+/* Container id @id to host (-ERANGE when no range holds it), and back. */
+int idmap_to_host(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret);
+int idmap_to_container(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret);
+void idmap_set_clear(struct idmap_set *m);
+/* Loads (or, from @o, records) the store's maps and sets root_uid/root_gid. */
+int idmap_setup(struct strata *s, const struct strata_options *o, struct strata_error **err);
 
 /* ---- locks (lock.c) ---- */
 

@@ -57,11 +57,11 @@ int strata_check_id(const char *op, const char *id, struct strata_error **err);
 /* Makes .strata/ and its subdirectories if missing and opens them. */
 int store_ensure_state(struct strata *s, struct strata_error **err);
 
-/* ---- id maps (idmap.c) ---- */
+/* ---- id maps (store_idmap.c) ---- */
 
 /* Container id @id to host (-ERANGE when no range holds it), and back. */
-int idmap_to_host(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret);
-int idmap_to_container(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret);
+int idmap_set_to_host(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret);
+int idmap_set_to_container(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret);
 void idmap_set_clear(struct idmap_set *m);
 /* Loads (or, from @o, records) the store's maps and sets root_uid/root_gid. */
 int idmap_setup(struct strata *s, const struct strata_options *o, struct strata_error **err);

@@ -356,18 +356,18 @@ static void test_idmap(void)
 	struct idmap_set m = { .uid = u, .n_uid = 2 };
 	uint32_t out = 0;
 
-	CHECK_INT(idmap_to_host(&m, false, 0, &out), 0);
+	CHECK_INT(idmap_set_to_host(&m, false, 0, &out), 0);
 	CHECK_INT(out, 100000);
-	CHECK_INT(idmap_to_host(&m, false, 999, &out), 0);
+	CHECK_INT(idmap_set_to_host(&m, false, 999, &out), 0);
 	CHECK_INT(out, 100999);
-	CHECK_INT(idmap_to_host(&m, false, 1005, &out), 0);
+	CHECK_INT(idmap_set_to_host(&m, false, 1005, &out), 0);
 	CHECK_INT(out, 5005);
-	CHECK_INT(idmap_to_host(&m, false, 1010, &out), -ERANGE);
-	CHECK_INT(idmap_to_container(&m, false, 100500, &out), 0);
+	CHECK_INT(idmap_set_to_host(&m, false, 1010, &out), -ERANGE);
+	CHECK_INT(idmap_set_to_container(&m, false, 100500, &out), 0);
 	CHECK_INT(out, 500);
-	CHECK_INT(idmap_to_container(&m, false, 42, &out), -ERANGE);
+	CHECK_INT(idmap_set_to_container(&m, false, 42, &out), -ERANGE);
 	/* No gid maps: identity. */
-	CHECK_INT(idmap_to_host(&m, true, 4242, &out), 0);
+	CHECK_INT(idmap_set_to_host(&m, true, 4242, &out), 0);
 	CHECK_INT(out, 4242);
 }
 

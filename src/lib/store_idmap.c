@@ -12,7 +12,7 @@
 #include "fsutil.h"
 #include "strata-private.h"
 
-int idmap_to_host(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret)
+int idmap_set_to_host(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret)
 {
 	const struct strata_idmap *v = gid ? m->gid : m->uid;
 	size_t n = gid ? m->n_gid : m->n_uid;
@@ -29,7 +29,7 @@ int idmap_to_host(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *re
 	return -ERANGE;
 }
 
-int idmap_to_container(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret)
+int idmap_set_to_container(const struct idmap_set *m, bool gid, uint32_t id, uint32_t *ret)
 {
 	const struct strata_idmap *v = gid ? m->gid : m->uid;
 	size_t n = gid ? m->n_gid : m->n_uid;
@@ -182,9 +182,9 @@ int idmap_setup(struct strata *s, const struct strata_options *o, struct strata_
 	}
 	/* Layer directories belong to the container's root, as Docker's RootPair. */
 	uint32_t uid, gid;
-	if (s->idmap.n_uid && idmap_to_host(&s->idmap, false, 0, &uid) == 0)
+	if (s->idmap.n_uid && idmap_set_to_host(&s->idmap, false, 0, &uid) == 0)
 		s->root_uid = uid;
-	if (s->idmap.n_gid && idmap_to_host(&s->idmap, true, 0, &gid) == 0)
+	if (s->idmap.n_gid && idmap_set_to_host(&s->idmap, true, 0, &gid) == 0)
 		s->root_gid = gid;
 	return 0;
 oom:

@@ -162,6 +162,9 @@ static int rm_rf_children(int fd, dev_t dev)
 				ret = -EBUSY;
 			continue;
 		}
+		/* Images hold 0555 directories: without root, their owner must open them up first. */
+		if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid())
+			(void)fchmodat(dirfd(d), de->d_name, (st.st_mode & 07777) | 0700, 0);
 		int cfd = openat(dirfd(d), de->d_name,
 				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (cfd < 0) {

@@ -5,6 +5,8 @@
 STRATA_BUILD=${STRATA_BUILD:-$BATS_TEST_DIRNAME/../build}
 STRATA_BIN=$STRATA_BUILD/src/cli/strata
 STRATA_FUSE_BIN=$STRATA_BUILD/src/fuse/strata-fuse
+# The library runs the strata-fuse of this build, not an installed one.
+export STRATA_FUSE=${STRATA_FUSE:-$STRATA_FUSE_BIN}
 
 setup() {
 	TEST_DIR=$(mktemp -d /tmp/strata-bats.XXXXXX)
@@ -23,7 +25,7 @@ track_pid() {
 teardown() {
 	if declare -F per_test_teardown >/dev/null; then per_test_teardown || true; fi
 	[ -n "${TEST_DIR:-}" ] && [ -d "$TEST_DIR" ] || return 0
-	local m
+	local m pid
 	for _ in 1 2 3; do
 		mapfile -t mounts < <(awk -v d="$TEST_DIR" 'index($5, d) == 1 { print $5 }' \
 			/proc/self/mountinfo | sort -r)
@@ -35,6 +37,13 @@ teardown() {
 	while read -r pid; do
 		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
 	done <"$TEST_DIR/.pids"
+	# Daemons the store started for this test's root (their pid files say which).
+	local f
+	for f in "$TEST_DIR"/root/.strata/pids/*; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		[ "$(cat /proc/"$pid"/comm 2>/dev/null)" = strata-fuse ] && kill "$pid" 2>/dev/null
+	done
 	rm -rf "$TEST_DIR"
 }
 

@@ -213,6 +213,8 @@ int rm_rf_at(int dfd, const char *name)
 	r = is_mount_point_at(dfd, name);
 	if (r > 0)
 		return -EBUSY;
+	if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid())
+		(void)fchmodat(dfd, name, (st.st_mode & 07777) | 0700, 0);
 	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;

@@ -229,6 +229,34 @@ STRATA_EXPORT int strata_mount_count(struct strata *s, const char *id);
  */
 STRATA_EXPORT int strata_cleanup(struct strata *s, struct strata_error **err);
 
+/* ---- changes ------------------------------------------------------- */
+
+enum strata_change_kind {
+	STRATA_CHANGE_MODIFY = 0, /* "C /path" */
+	STRATA_CHANGE_ADD = 1,    /* "A /path" */
+	STRATA_CHANGE_DELETE = 2, /* "D /path" */
+};
+
+struct strata_change {
+	char *path; /* absolute within the layer: "/etc/passwd" */
+	enum strata_change_kind kind;
+};
+
+/**
+ * strata_changes() - what layer @id changed against @parent, as `docker diff` prints it.
+ * @parent: NULL for the layer's own parent (what `docker diff` means), "" for
+ *          none (everything is an add), or another layer id.
+ * @ret, @ret_n: the changes, freed with strata_changes_free(). For the direct
+ *          parent they come in walk order (parents before children); for any
+ *          other parent both stacks are mounted and compared, sorted by path.
+ * Errors: -ENOENT (no such layer or parent), -EINVAL (bad id), mount errors.
+ */
+STRATA_EXPORT int strata_changes(struct strata *s, const char *id, const char *parent,
+				 struct strata_change **ret, size_t *ret_n,
+				 struct strata_error **err);
+
+STRATA_EXPORT void strata_changes_free(struct strata_change *v, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

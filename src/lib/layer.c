@@ -456,3 +456,36 @@ _public_ void strata_layer_info_free(struct strata_layer_info *info, size_t n)
 	}
 	free(info);
 }
+
+int layer_resolve_parent(struct strata *s, const char *op, const char *id, const char **parent,
+			 char ***ret_chain, bool *ret_direct, struct strata_error **err)
+{
+	char **chain = NULL;
+	int r;
+
+	r = strata_check_id(op, id, err);
+	if (r < 0)
+		return r;
+	r = layer_read_parents(s, id, &chain);
+	if (r == -ENOENT)
+		return strata_fail(err, ENOENT, "%s '%s': no such layer", op, id);
+	if (r < 0)
+		return strata_fail(err, r, "%s '%s': cannot read its parents: %s", op, id,
+				   strerror(-r));
+	if (!*parent)
+		*parent = chain[0] ? chain[0] : "";
+	if (**parent) {
+		r = strata_check_id(op, *parent, err);
+		if (r == 0 && !layer_exists(s, *parent))
+			r = strata_fail(err, ENOENT, "%s '%s': no such parent layer '%s'", op, id,
+					*parent);
+		if (r < 0) {
+			strv_free(chain);
+			return r;
+		}
+	}
+	/* Docker's isParent: a base layer always; otherwise only its own direct parent. */
+	*ret_direct = !chain[0] || !strcmp(*parent, chain[0]);
+	*ret_chain = chain;
+	return 0;
+}

@@ -82,6 +82,13 @@ void store_unlock_remove(struct strata *s, const char *id, int fd);
 
 /* Reads layers/<id> into a NULL-terminated list, nearest parent first. -ENOENT if absent. */
 int layer_read_parents(struct strata *s, const char *id, char ***ret);
+/*
+ * Resolves the @parent a diff operation @op names for layer @id: NULL means the
+ * layer's own parent, "" none. Sets *@ret_direct when Docker's isParent holds
+ * (a base layer, or @parent is its direct parent) and returns the chain.
+ */
+int layer_resolve_parent(struct strata *s, const char *op, const char *id, const char **parent,
+			 char ***ret_chain, bool *ret_direct, struct strata_error **err);
 /* 1 if layers/<id> exists, 0 if not. */
 int layer_exists(struct strata *s, const char *id);
 /* "<root>/diff/<id>" and "<root>/mnt/<id>"; NULL only when out of memory. */

@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Copy-up: a lower object is copied to a temporary name in the scratch directory with its
+ * data, mode, owner, times and xattrs, then renamed into place in the rw branch, so a crash
+ * never leaves a half-copied file visible. Parents first.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "sfs.h"
+
+int sfs_make_temp(struct sfs_fs *fs, char *buf, size_t size)
+{
+	make_temp_name(buf, size, "cu");
+	return 0;
+}
+
+void sfs_plnk_key(struct sfs_fs *fs, int bindex, const struct stat *st, char *buf, size_t size)
+{
+	snprintf(buf, size, "%lx_%lx", (unsigned long)st->st_dev, (unsigned long)st->st_ino);
+}
+
+static pthread_mutex_t plnk_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Opens the pseudo-link directory, making it on first use. */
+int sfs_plnk_dir(struct sfs_fs *fs)
+{
+	char path[PATH_MAX];
+	int r = 0;
+
+	if (__atomic_load_n(&fs->plnk_fd, __ATOMIC_ACQUIRE) >= 0)
+		return 0;
+	if (!fs->rw)
+		return -EROFS;
+	pthread_mutex_lock(&plnk_lock);
+	if (fs->plnk_fd < 0) {
+		size_t l = strlen(fs->work_path);
+		if (l >= strlen(WH_ORPHAN_DIR) && !strcmp(fs->work_path + l - strlen(WH_ORPHAN_DIR),
+							  WH_ORPHAN_DIR))
+			snprintf(path, sizeof(path), "%s/%s", fs->br[0].path, WH_PLINK_DIR);
+		else
+			snprintf(path, sizeof(path), "%s-plnk", fs->work_path);
+		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+			r = -errno;
+		} else {
+			int fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0)
+				r = -errno;
+			else
+				__atomic_store_n(&fs->plnk_fd, fd, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&plnk_lock);
+	return r;
+}
+
+static int copy_range_rw(int src, int dst, off_t off, off_t len)
+{
+	char buf[128 * 1024];
+
+	while (len > 0) {
+		ssize_t n = pread(src, buf, len < (off_t)sizeof(buf) ? (size_t)len : sizeof(buf), off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = pwrite(dst, buf + done, n - done, off + done);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			done += w;
+		}
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int copy_range(int src, int dst, off_t off, off_t len)
+{
+	while (len > 0) {
+		loff_t in = off, out = off;
+		ssize_t n = copy_file_range(src, &in, dst, &out, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+			    errno == EOPNOTSUPP)
+				return copy_range_rw(src, dst, off, len);
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Copies @size bytes, leaving holes where the source has them. */
+static int copy_data(int src, int dst, off_t size)
+{
+	off_t off = 0;
+	int r;
+
+	while (off < size) {
+		off_t data = lseek(src, off, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO)
+				break; /* a hole up to the end */
+			return copy_range(src, dst, off, size - off);
+		}
+		off_t hole = lseek(src, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = size;
+		r = copy_range(src, dst, data, hole - data);
+		if (r < 0)
+			return r;
+		off = hole;
+	}
+	if (ftruncate(dst, size) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Owner, mode (after the owner: chown clears setuid), times of @st onto @fd. */
+static int copy_meta_fd(struct sfs_fs *fs, int fd, const struct stat *st)
+{
+	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+
+	if (fs->is_root && fchown(fd, st->st_uid, st->st_gid) < 0)
+		return -errno;
+	if (fchmod(fd, st->st_mode & 07777) < 0)
+		return -errno;
+	if (futimens(fd, ts) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Makes a copy of the object at @dfd/@path (described by @st) as @tmp in the scratch dir. */
+static int copy_to_temp(struct sfs_fs *fs, int dfd, const char *path, const struct stat *st,
+			const char *tmp, bool with_data)
+{
+	int r;
+
+	switch (st->st_mode & S_IFMT) {
+	case S_IFREG: {
+		_cleanup_close_ int src = openat(dfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (src < 0)
+			return -errno;
+		_cleanup_close_ int dst = sfs_do_openat(fs->work_fd, tmp,
+							O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (dst < 0)
+			return dst;
+		if (with_data) {
+			r = copy_data(src, dst, st->st_size);
+			if (r < 0)
+				return r;
+		}
+		r = sfs_copy_xattrs(src, dst);
+		if (r < 0)
+			return r;
+		r = copy_meta_fd(fs, dst, st);
+		if (r < 0)
+			return r;
+		if (with_data && fsync(dst) < 0)
+			return -errno;
+		return 0;
+	}
+	case S_IFDIR: {
+		_cleanup_close_ int src = openat(dfd, path,
+						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (src < 0)
+			return -errno;
+		r = sfs_do_mkdirat(fs->work_fd, tmp, 0700);
+		if (r < 0)
+			return r;
+		_cleanup_close_ int dst = openat(fs->work_fd, tmp,
+						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dst < 0)
+			return -errno;
+		r = sfs_copy_xattrs(src, dst);
+		if (r < 0)
+			return r;
+		return copy_meta_fd(fs, dst, st);
+	}
+	case S_IFLNK: {
+		char target[PATH_MAX + 1];
+		ssize_t n = readlinkat(dfd, path, target, sizeof(target) - 1);
+		if (n < 0)
+			return -errno;
+		target[n] = 0;
+		r = sfs_do_symlinkat(target, fs->work_fd, tmp);
+		if (r < 0)
+			return r;
+		break;
+	}
+	default:
+		r = sfs_do_mknodat(fs->work_fd, tmp, st->st_mode, st->st_rdev);
+		if (r < 0)
+			return r;
+		break;
+	}
+	/* symlinks and special files: no fd to work on */
+	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	if (fs->is_root) {
+		r = sfs_do_fchownat(fs->work_fd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW);
+		if (r < 0)
+			return r;
+	}
+	if (!S_ISLNK(st->st_mode)) {
+		r = sfs_do_fchmodat(fs->work_fd, tmp, st->st_mode & 07777);
+		if (r < 0)
+			return r;
+	}
+	if (utimensat(fs->work_fd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
+static void remove_temp(struct sfs_fs *fs, const char *tmp)
+{
+	if (unlinkat(fs->work_fd, tmp, 0) < 0 && errno == EISDIR)
+		rm_rf_at(fs->work_fd, tmp);
+}
+
+static int after_copy_up(struct sfs_fs *fs, struct sfs_node *node, const char *path)
+{
+	struct stat st;
+
+	if (fstatat(fs->br[0].fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		sfs_ino_remember(fs, st.st_ino, node->ino);
+	node->bindex = 0;
+	free(node->plnk);
+	node->plnk = NULL;
+	__atomic_add_fetch(&node->gen, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int copy_up_dir(struct sfs_fs *fs, struct sfs_node *node, const char *path)
+{
+	char tmp[NAME_MAX];
+	struct stat st;
+	int r;
+
+	if (fstatat(fs->br[node->bindex].fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	sfs_make_temp(fs, tmp, sizeof(tmp));
+	r = copy_to_temp(fs, fs->br[node->bindex].fd, path, &st, tmp, false);
+	if (r == 0)
+		r = sfs_do_renameat(fs->work_fd, tmp, fs->br[0].fd, path, 0);
+	if (r < 0) {
+		remove_temp(fs, tmp);
+		return r;
+	}
+	int *nl = realloc(node->layers, (node->nlayers + 1) * sizeof(int));
+	if (!nl)
+		return -ENOMEM;
+	memmove(nl + 1, nl, node->nlayers * sizeof(int));
+	nl[0] = 0;
+	node->layers = nl;
+	node->nlayers++;
+	return after_copy_up(fs, node, path);
+}
+
+static int copy_up_file(struct sfs_fs *fs, struct sfs_node *node, const char *path,
+			bool with_data)
+{
+	char tmp[NAME_MAX], key[64];
+	struct stat st;
+	int r;
+
+	if (node->plnk) {
+		/* another name of this inode was copied up: become one more link to it */
+		r = sfs_do_linkat(fs->plnk_fd, node->plnk, fs->br[0].fd, path);
+		if (r < 0)
+			return r;
+		return after_copy_up(fs, node, path);
+	}
+	int dfd = fs->br[node->bindex].fd;
+	if (fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	bool hardlinked = S_ISREG(st.st_mode) && st.st_nlink > 1;
+	if (hardlinked) {
+		r = sfs_plnk_dir(fs);
+		if (r < 0)
+			return r;
+		sfs_plnk_key(fs, node->bindex, &st, key, sizeof(key));
+		with_data = true; /* the other names will read this copy */
+	}
+	sfs_make_temp(fs, tmp, sizeof(tmp));
+	r = copy_to_temp(fs, dfd, path, &st, tmp, with_data);
+	if (r < 0)
+		goto out_remove;
+	if (hardlinked) {
+		r = sfs_do_renameat(fs->work_fd, tmp, fs->plnk_fd, key, RENAME_NOREPLACE);
+		if (r < 0 && r != -EEXIST)
+			goto out_remove;
+		if (r == -EEXIST)
+			remove_temp(fs, tmp);
+		r = sfs_do_linkat(fs->plnk_fd, key, fs->br[0].fd, path);
+		if (r < 0)
+			return r;
+	} else {
+		r = sfs_do_renameat(fs->work_fd, tmp, fs->br[0].fd, path, 0);
+		if (r < 0)
+			goto out_remove;
+	}
+	return after_copy_up(fs, node, path);
+out_remove:
+	remove_temp(fs, tmp);
+	return r;
+}
+
+/*
+ * Makes @node live in the rw branch. With @with_data false a regular file's data is not
+ * copied (the caller truncates it to zero next). Caller holds ns_lock for writing.
+ */
+int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data)
+{
+	char path[PATH_MAX];
+	int r;
+
+	if (!fs->rw)
+		return -EROFS;
+	if (node->bindex == 0 && !node->plnk)
+		return 0;
+	if (!node->parent)
+		return 0;
+	r = sfs_copy_up(fs, node->parent, true);
+	if (r < 0)
+		return r;
+	r = sfs_node_path(node, path, sizeof(path));
+	if (r < 0)
+		return r;
+	if (node->type == S_IFDIR)
+		return copy_up_dir(fs, node, path);
+	return copy_up_file(fs, node, path, with_data);
+}
+
+/*
+ * Copies up @dir and everything it shows, so that the rw branch alone holds the subtree;
+ * every directory node of it then merges only the rw branch. Caller holds ns_lock for writing.
+ */
+int sfs_copy_up_tree(struct sfs_fs *fs, struct sfs_node *dir)
+{
+	struct sfs_listing *l;
+	int r;
+
+	r = sfs_copy_up(fs, dir, true);
+	if (r < 0)
+		return r;
+	if (dir->nlayers <= 1)
+		return 0;
+	r = sfs_listing_get(fs, dir, &l);
+	if (r < 0)
+		return r;
+	for (size_t i = 2; i < l->n && r >= 0; i++) {
+		struct sfs_node *child = sfs_node_find_get(fs, dir, l->ents[i].name);
+		if (!child) {
+			struct sfs_lookup lk;
+			r = sfs_lookup_name(fs, dir, l->ents[i].name, 0, &lk);
+			if (r < 0)
+				break;
+			if (!lk.found)
+				continue;
+			child = sfs_node_attach(fs, dir, l->ents[i].name, &lk);
+			sfs_lookup_clear(&lk);
+			if (!child) {
+				r = -ENOMEM;
+				break;
+			}
+		}
+		if (child->type == S_IFDIR)
+			r = sfs_copy_up_tree(fs, child);
+		else
+			r = sfs_copy_up(fs, child, true);
+		sfs_node_forget(fs, child, 1);
+	}
+	sfs_listing_put(fs, l);
+	if (r < 0)
+		return r;
+	dir->nlayers = 1; /* layers[0] is the rw branch now */
+	return 0;
+}

@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Changes to names: create, link, unlink, rmdir and rename, with whiteouts and opaque dirs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "sfs.h"
+
+static int join(char *buf, size_t size, const char *dir, const char *prefix, const char *name)
+{
+	int n;
+
+	if (!strcmp(dir, "."))
+		n = snprintf(buf, size, "%s%s", prefix, name);
+	else
+		n = snprintf(buf, size, "%s/%s%s", dir, prefix, name);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+static bool is_ovl_whiteout(const struct stat *st)
+{
+	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
+}
+
+/* Leaves a whiteout for @name in the rw branch's @dirpath (which holds no @name). */
+int sfs_whiteout(struct sfs_fs *fs, const char *dirpath, const char *name)
+{
+	char p[PATH_MAX];
+	int r;
+
+	if (fs->wh_format == SFS_WH_OVERLAY) {
+		r = join(p, sizeof(p), dirpath, "", name);
+		if (r < 0)
+			return r;
+		r = sfs_do_mknodat(fs->br[0].fd, p, S_IFCHR | 0, makedev(0, 0));
+	} else {
+		r = join(p, sizeof(p), dirpath, WH_PREFIX, name);
+		if (r < 0)
+			return r;
+		r = sfs_do_mknodat(fs->br[0].fd, p, S_IFREG | 0444, 0);
+	}
+	return r == -EEXIST ? 0 : r;
+}
+
+static int make_opaque(struct sfs_fs *fs, const char *path)
+{
+	char p[PATH_MAX];
+	int r;
+
+	if (fs->wh_format == SFS_WH_OVERLAY) {
+		if (snprintf(p, sizeof(p), "%s/%s", fs->br[0].path, path) >= (int)sizeof(p))
+			return -ENAMETOOLONG;
+		if (lsetxattr(p, fs->is_root ? "trusted.overlay.opaque" : "user.overlay.opaque",
+			      "y", 1, 0) < 0)
+			return -errno;
+		return 0;
+	}
+	r = join(p, sizeof(p), path, "", "/" WH_OPAQUE);
+	if (r < 0)
+		return r;
+	r = sfs_do_mknodat(fs->br[0].fd, p, S_IFREG | 0444, 0);
+	return r == -EEXIST ? 0 : r;
+}
+
+/* Whether the rw branch has a whiteout of either format for @dirpath/@name. */
+static bool upper_aufs_whiteout(struct sfs_fs *fs, const char *dirpath, const char *name)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	if (join(p, sizeof(p), dirpath, WH_PREFIX, name) < 0)
+		return false;
+	return fstatat(fs->br[0].fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static bool upper_ovl_whiteout(struct sfs_fs *fs, const char *path)
+{
+	struct stat st;
+
+	return fstatat(fs->br[0].fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && is_ovl_whiteout(&st);
+}
+
+static void remove_aufs_whiteout(struct sfs_fs *fs, const char *dirpath, const char *name)
+{
+	char p[PATH_MAX];
+
+	if (join(p, sizeof(p), dirpath, WH_PREFIX, name) == 0)
+		sfs_do_unlinkat(fs->br[0].fd, p, 0);
+}
+
+/* Index in @dir->layers of the first branch below the rw one. */
+static int first_lower(struct sfs_node *dir)
+{
+	return dir->nlayers > 0 && dir->layers[0] == 0 ? 1 : 0;
+}
+
+/* Whether a lower branch shows @name in @dir: removing or moving it then needs a whiteout. */
+static int name_below(struct sfs_fs *fs, struct sfs_node *dir, const char *name)
+{
+	struct sfs_lookup lk;
+	int r = sfs_lookup_name(fs, dir, name, first_lower(dir), &lk);
+
+	if (r < 0)
+		return r;
+	r = lk.found;
+	sfs_lookup_clear(&lk);
+	return r;
+}
+
+/* A node for @dir/@name with one kernel-less reference (drop with sfs_node_forget(.., 1)). */
+static int get_node(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+		    struct sfs_node **ret)
+{
+	struct sfs_node *n = sfs_node_find_get(fs, dir, name);
+	struct sfs_lookup lk;
+	int r;
+
+	if (!n) {
+		r = sfs_lookup_name(fs, dir, name, 0, &lk);
+		if (r < 0)
+			return r;
+		if (!lk.found)
+			return -ENOENT;
+		n = sfs_node_attach(fs, dir, name, &lk);
+		sfs_lookup_clear(&lk);
+		if (!n)
+			return -ENOMEM;
+	}
+	*ret = n;
+	return 0;
+}
+
+static int attach_upper(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+			const char *path, struct fuse_entry_param *e)
+{
+	struct sfs_lookup lk = { .found = true, .bindex = 0 };
+	struct sfs_node *n;
+
+	if (fstatat(fs->br[0].fd, path, &lk.st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISDIR(lk.st.st_mode)) {
+		lk.layers = malloc(sizeof(int));
+		if (!lk.layers)
+			return -ENOMEM;
+		lk.layers[0] = 0;
+		lk.nlayers = 1;
+	}
+	n = sfs_node_attach(fs, dir, name, &lk);
+	sfs_lookup_clear(&lk);
+	if (!n)
+		return -ENOMEM;
+	struct stat st;
+	int r = sfs_getattr(fs, n, &st);
+	if (r < 0) {
+		sfs_node_forget(fs, n, 1);
+		return r;
+	}
+	sfs_fill_entry(fs, n, &st, e);
+	return 0;
+}
+
+/* The owner a new object gets: the caller's, with the group of a setgid parent. */
+static int set_owner(struct sfs_fs *fs, const char *dirpath, const char *path,
+		     const struct fuse_ctx *ctx)
+{
+	struct stat dst;
+
+	if (!fs->is_root || !ctx)
+		return 0;
+	gid_t gid = ctx->gid;
+	if (fstatat(fs->br[0].fd, dirpath, &dst, 0) == 0 && (dst.st_mode & S_ISGID))
+		gid = (gid_t)-1;
+	return sfs_do_fchownat(fs->br[0].fd, path, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+}
+
+/*
+ * Creates @name in @dir: a file (opened with @oflags, fd in @ret_fd), directory, symlink
+ * (@link_target) or special file. Caller holds ns_lock for writing.
+ */
+int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mode_t mode,
+		   dev_t rdev, const char *link_target, struct fuse_ctx const *ctx,
+		   struct fuse_entry_param *e, int oflags, int *ret_fd)
+{
+	char dpath[PATH_MAX], path[PATH_MAX];
+	struct sfs_lookup lk;
+	int r;
+
+	r = sfs_check_name(name);
+	if (r < 0)
+		return r;
+	if (!fs->rw)
+		return -EROFS;
+	r = sfs_lookup_name(fs, dir, name, 0, &lk);
+	if (r < 0)
+		return r;
+	bool exists = lk.found;
+	sfs_lookup_clear(&lk);
+	if (exists)
+		return -EEXIST;
+	r = sfs_copy_up(fs, dir, true);
+	if (r < 0)
+		return r;
+	r = sfs_node_path(dir, dpath, sizeof(dpath));
+	if (r < 0)
+		return r;
+	r = join(path, sizeof(path), dpath, "", name);
+	if (r < 0)
+		return r;
+
+	bool aufs_wh = upper_aufs_whiteout(fs, dpath, name);
+	bool ovl_wh = !aufs_wh && upper_ovl_whiteout(fs, path);
+	if (ovl_wh) {
+		r = sfs_do_unlinkat(fs->br[0].fd, path, 0);
+		if (r < 0)
+			return r;
+	}
+	int fd = -1;
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		fd = sfs_do_openat(fs->br[0].fd, path,
+				   (oflags & ~(O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL | O_NOFOLLOW,
+				   mode & 07777);
+		r = fd < 0 ? fd : 0;
+		break;
+	case S_IFDIR:
+		r = sfs_do_mkdirat(fs->br[0].fd, path, mode & 07777);
+		break;
+	case S_IFLNK:
+		r = sfs_do_symlinkat(link_target, fs->br[0].fd, path);
+		break;
+	default:
+		r = sfs_do_mknodat(fs->br[0].fd, path, mode, rdev);
+		break;
+	}
+	if (r < 0)
+		goto out_restore;
+	r = set_owner(fs, dpath, path, ctx);
+	if (r == 0 && S_ISDIR(mode) && (aufs_wh || ovl_wh))
+		r = make_opaque(fs, path);
+	if (r < 0)
+		goto out_remove;
+	if (aufs_wh)
+		remove_aufs_whiteout(fs, dpath, name);
+	sfs_dir_changed(fs, dir);
+	r = attach_upper(fs, dir, name, path, e);
+	if (r < 0)
+		goto out_remove;
+	if (ret_fd)
+		*ret_fd = fd;
+	else if (fd >= 0)
+		close(fd);
+	return 0;
+
+out_remove:
+	if (fd >= 0)
+		close(fd);
+	if (S_ISDIR(mode))
+		rm_rf_at(fs->br[0].fd, path);
+	else
+		unlinkat(fs->br[0].fd, path, 0);
+out_restore:
+	if (ovl_wh)
+		sfs_whiteout(fs, dpath, name);
+	return r;
+}
+
+int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, const char *name,
+	     struct fuse_entry_param *e)
+{
+	char opath[PATH_MAX], dpath[PATH_MAX], path[PATH_MAX];
+	struct sfs_lookup lk;
+	int r;
+
+	r = sfs_check_name(name);
+	if (r < 0)
+		return r;
+	if (!fs->rw)
+		return -EROFS;
+	if (node->type == S_IFDIR)
+		return -EPERM;
+	r = sfs_lookup_name(fs, dir, name, 0, &lk);
+	if (r < 0)
+		return r;
+	bool exists = lk.found;
+	sfs_lookup_clear(&lk);
+	if (exists)
+		return -EEXIST;
+	r = sfs_copy_up(fs, node, true);
+	if (r == 0)
+		r = sfs_copy_up(fs, dir, true);
+	if (r < 0)
+		return r;
+	r = sfs_node_path(node, opath, sizeof(opath));
+	if (r == 0)
+		r = sfs_node_path(dir, dpath, sizeof(dpath));
+	if (r == 0)
+		r = join(path, sizeof(path), dpath, "", name);
+	if (r < 0)
+		return r;
+	if (upper_ovl_whiteout(fs, path)) {
+		r = sfs_do_unlinkat(fs->br[0].fd, path, 0);
+		if (r < 0)
+			return r;
+	}
+	r = sfs_do_linkat(fs->br[0].fd, opath, fs->br[0].fd, path);
+	if (r < 0)
+		return r;
+	remove_aufs_whiteout(fs, dpath, name);
+	sfs_dir_changed(fs, dir);
+	return attach_upper(fs, dir, name, path, e);
+}
+
+/* Moves an upper directory out of the way into the scratch dir and removes it there. */
+static int remove_upper_dir(struct sfs_fs *fs, const char *path)
+{
+	char tmp[NAME_MAX];
+	int r;
+
+	sfs_make_temp(fs, tmp, sizeof(tmp));
+	r = sfs_do_renameat(fs->br[0].fd, path, fs->work_fd, tmp, 0);
+	if (r < 0)
+		return r;
+	return rm_rf_at(fs->work_fd, tmp);
+}
+
+static void forget_upper_ino(struct sfs_fs *fs, const char *path)
+{
+	struct stat st;
+
+	if (fstatat(fs->br[0].fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink <= 1)
+		sfs_ino_forget_upper(fs, st.st_ino);
+}
+
+/* UNLINK and RMDIR. Caller holds ns_lock for writing. */
+int sfs_unlink(struct sfs_fs *fs, struct sfs_node *dir, const char *name, bool is_dir)
+{
+	char dpath[PATH_MAX], path[PATH_MAX];
+	struct sfs_node *node;
+	int r;
+
+	if (wh_is_whiteout(name))
+		return -EPERM;
+	if (!fs->rw)
+		return -EROFS;
+	r = get_node(fs, dir, name, &node);
+	if (r < 0)
+		return r;
+	if (is_dir && node->type != S_IFDIR) {
+		r = -ENOTDIR;
+		goto out;
+	}
+	if (!is_dir && node->type == S_IFDIR) {
+		r = -EISDIR;
+		goto out;
+	}
+	if (is_dir) {
+		r = sfs_dir_is_empty(fs, node);
+		if (r == 0)
+			r = -ENOTEMPTY;
+		if (r < 0)
+			goto out;
+	}
+	r = sfs_copy_up(fs, dir, true);
+	if (r < 0)
+		goto out;
+	r = sfs_node_path(dir, dpath, sizeof(dpath));
+	if (r == 0)
+		r = join(path, sizeof(path), dpath, "", name);
+	if (r < 0)
+		goto out;
+	bool in_upper = node->bindex == 0 && !node->plnk;
+	r = in_upper ? name_below(fs, dir, name) : 1;
+	if (r < 0)
+		goto out;
+	bool need_wh = r;
+
+	if (fs->wh_format == SFS_WH_AUFS) {
+		/* whiteout first: a crash in between leaves the name hidden, never half gone */
+		if (need_wh) {
+			r = sfs_whiteout(fs, dpath, name);
+			if (r < 0)
+				goto out;
+		}
+		if (in_upper) {
+			forget_upper_ino(fs, path);
+			r = is_dir ? remove_upper_dir(fs, path) : sfs_do_unlinkat(fs->br[0].fd, path, 0);
+		}
+	} else {
+		if (in_upper) {
+			forget_upper_ino(fs, path);
+			r = is_dir ? remove_upper_dir(fs, path) : sfs_do_unlinkat(fs->br[0].fd, path, 0);
+		}
+		if (r == 0 && need_wh)
+			r = sfs_whiteout(fs, dpath, name);
+	}
+	if (r < 0)
+		goto out;
+	sfs_node_unhash(fs, node);
+	sfs_dir_changed(fs, dir);
+out:
+	sfs_node_forget(fs, node, 1);
+	return r;
+}
+
+static bool same_object(struct sfs_node *a, struct sfs_node *b)
+{
+	return a == b || (a->type != S_IFDIR && a->ino == b->ino);
+}
+
+/* RENAME, never EXDEV: a lower directory's subtree is copied up first. */
+int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
+	       struct sfs_node *ndir, const char *nname, unsigned flags)
+{
+	char odpath[PATH_MAX], ndpath[PATH_MAX], opath[PATH_MAX], npath[PATH_MAX];
+	struct sfs_node *src = NULL, *dst = NULL;
+	int r;
+
+	if (wh_is_whiteout(oname))
+		return -EPERM;
+	r = sfs_check_name(nname);
+	if (r < 0)
+		return r;
+	if (flags & ~RENAME_NOREPLACE)
+		return -EINVAL;
+	if (!fs->rw)
+		return -EROFS;
+	r = get_node(fs, odir, oname, &src);
+	if (r < 0)
+		return r;
+	r = get_node(fs, ndir, nname, &dst);
+	if (r == -ENOENT) {
+		dst = NULL;
+		r = 0;
+	}
+	if (r < 0)
+		goto out;
+	if (dst) {
+		if (flags & RENAME_NOREPLACE) {
+			r = -EEXIST;
+			goto out;
+		}
+		if (same_object(src, dst)) {
+			r = 0;
+			goto out;
+		}
+		if (src->type == S_IFDIR && dst->type != S_IFDIR) {
+			r = -ENOTDIR;
+			goto out;
+		}
+		if (src->type != S_IFDIR && dst->type == S_IFDIR) {
+			r = -EISDIR;
+			goto out;
+		}
+		if (dst->type == S_IFDIR) {
+			r = sfs_dir_is_empty(fs, dst);
+			if (r == 0)
+				r = -ENOTEMPTY;
+			if (r < 0)
+				goto out;
+		}
+	}
+
+	bool need_opaque = false;
+	if (src->type == S_IFDIR && (src->bindex != 0 || src->nlayers > 1)) {
+		r = sfs_copy_up_tree(fs, src);
+		need_opaque = true;
+	} else {
+		r = sfs_copy_up(fs, src, true);
+	}
+	if (r == 0)
+		r = sfs_copy_up(fs, ndir, true);
+	if (r == 0)
+		r = sfs_node_path(odir, odpath, sizeof(odpath));
+	if (r == 0)
+		r = sfs_node_path(ndir, ndpath, sizeof(ndpath));
+	if (r == 0)
+		r = join(opath, sizeof(opath), odpath, "", oname);
+	if (r == 0)
+		r = join(npath, sizeof(npath), ndpath, "", nname);
+	if (r < 0)
+		goto out;
+
+	r = name_below(fs, ndir, nname);
+	if (r < 0)
+		goto out;
+	if (src->type == S_IFDIR && r)
+		need_opaque = true;
+	if (need_opaque) {
+		r = make_opaque(fs, opath);
+		if (r < 0)
+			goto out;
+	}
+	r = name_below(fs, odir, oname);
+	if (r < 0)
+		goto out;
+	bool need_wh = r;
+
+	if (dst && dst->bindex == 0 && !dst->plnk) {
+		forget_upper_ino(fs, npath);
+		if (dst->type == S_IFDIR) {
+			r = remove_upper_dir(fs, npath);
+			if (r < 0)
+				goto out;
+		}
+	}
+	bool aufs_wh = upper_aufs_whiteout(fs, ndpath, nname);
+	if (upper_ovl_whiteout(fs, npath) && src->type == S_IFDIR) {
+		r = sfs_do_unlinkat(fs->br[0].fd, npath, 0);
+		if (r < 0)
+			goto out;
+	}
+	r = sfs_do_renameat(fs->br[0].fd, opath, fs->br[0].fd, npath, 0);
+	if (r < 0)
+		goto out;
+	if (aufs_wh)
+		remove_aufs_whiteout(fs, ndpath, nname);
+	if (need_wh) {
+		r = sfs_whiteout(fs, odpath, oname);
+		if (r < 0) {
+			/* put it back rather than let the lower name show through */
+			sfs_do_renameat(fs->br[0].fd, npath, fs->br[0].fd, opath, 0);
+			goto out;
+		}
+	}
+	if (dst)
+		sfs_node_unhash(fs, dst);
+	sfs_node_move(fs, src, ndir, nname);
+	sfs_dir_changed(fs, odir);
+	sfs_dir_changed(fs, ndir);
+out:
+	if (dst)
+		sfs_node_forget(fs, dst, 1);
+	sfs_node_forget(fs, src, 1);
+	return r;
+}
+
+int sfs_readlink(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t size)
+{
+	char path[PATH_MAX];
+	int dfd, r;
+
+	r = sfs_backing_at(fs, node, &dfd, path, sizeof(path));
+	if (r < 0)
+		return r;
+	ssize_t n = readlinkat(dfd, path, buf, size - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return 0;
+}

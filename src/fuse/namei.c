@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Lookup across branches: whiteouts hide, non-directories end the search, directories merge. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include "sfs.h"
+
+int sfs_check_name(const char *name)
+{
+	if (wh_is_whiteout(name))
+		return -EPERM;
+	if (strlen(name) > NAME_MAX - WH_PREFIX_LEN)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int join(char *buf, size_t size, const char *dir, const char *prefix, const char *name)
+{
+	int n;
+
+	if (!strcmp(dir, "."))
+		n = snprintf(buf, size, "%s%s", prefix, name);
+	else
+		n = snprintf(buf, size, "%s/%s%s", dir, prefix, name);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+bool sfs_is_whiteout_at(struct sfs_fs *fs, int bindex, const char *dirpath, const char *name)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	if (!fs->br[bindex].wh || join(p, sizeof(p), dirpath, WH_PREFIX, name) < 0)
+		return false;
+	return fstatat(fs->br[bindex].fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+bool sfs_is_opaque_at(struct sfs_fs *fs, int bindex, const char *path)
+{
+	char p[PATH_MAX];
+	struct stat st;
+	char v[4];
+
+	if (!fs->br[bindex].wh || join(p, sizeof(p), path, "", "/" WH_OPAQUE) < 0)
+		return false;
+	if (fstatat(fs->br[bindex].fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return true;
+	if (snprintf(p, sizeof(p), "%s/%s", fs->br[bindex].path, path) >= (int)sizeof(p))
+		return false;
+	ssize_t n = lgetxattr(p, "trusted.overlay.opaque", v, sizeof(v));
+	if (n < 0 && errno == ENODATA)
+		n = lgetxattr(p, "user.overlay.opaque", v, sizeof(v));
+	return n == 1 && v[0] == 'y';
+}
+
+/*
+ * Looks @name up in @dir's branches from layer index @from down. On success @lk says where
+ * the topmost object is and, for a directory, which branches merge into it. Caller holds
+ * ns_lock. A name that is not there is success with lk->found false.
+ */
+int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, int from,
+		    struct sfs_lookup *lk)
+{
+	char dpath[PATH_MAX], cpath[PATH_MAX];
+	struct stat st;
+	int r;
+
+	*lk = (struct sfs_lookup){ .bindex = -1 };
+	r = sfs_node_path(dir, dpath, sizeof(dpath));
+	if (r < 0)
+		return r;
+	r = join(cpath, sizeof(cpath), dpath, "", name);
+	if (r < 0)
+		return r;
+
+	for (int i = from; i < dir->nlayers; i++) {
+		int b = dir->layers[i];
+		struct sfs_branch *br = &fs->br[b];
+
+		if (sfs_is_whiteout_at(fs, b, dpath, name))
+			break;
+		if (fstatat(br->fd, cpath, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;
+			r = -errno;
+			goto fail;
+		}
+		if (br->wh && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0))
+			break; /* an overlay whiteout */
+		if (!S_ISDIR(st.st_mode)) {
+			if (lk->found) {
+				lk->below = true;
+				break; /* a directory above hides it */
+			}
+			lk->found = true;
+			lk->bindex = b;
+			lk->st = st;
+			break;
+		}
+		if (!lk->found) {
+			lk->found = true;
+			lk->bindex = b;
+			lk->st = st;
+		} else {
+			lk->below = true;
+		}
+		int *nl = realloc(lk->layers, (lk->nlayers + 1) * sizeof(int));
+		if (!nl) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		lk->layers = nl;
+		lk->layers[lk->nlayers++] = b;
+		if (sfs_is_opaque_at(fs, b, cpath))
+			break;
+	}
+
+	/* a lower hard link whose sibling was copied up reads the copy */
+	if (lk->found && !S_ISDIR(lk->st.st_mode) && lk->bindex > 0 && lk->st.st_nlink > 1 &&
+	    fs->rw) {
+		char key[64];
+		struct stat pst;
+
+		sfs_plnk_key(fs, lk->bindex, &lk->st, key, sizeof(key));
+		if (sfs_plnk_dir(fs) >= 0 && fstatat(fs->plnk_fd, key, &pst, AT_SYMLINK_NOFOLLOW) == 0)
+			lk->plnk = strdup(key);
+	}
+	return 0;
+fail:
+	sfs_lookup_clear(lk);
+	return r;
+}
+
+void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st,
+		    struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = sfs_node_id(fs, node);
+	e->attr = *st;
+	e->entry_timeout = fs->timeout;
+	/* another name of the same inode may change it behind the kernel's back */
+	e->attr_timeout = (!S_ISDIR(st->st_mode) && st->st_nlink > 1) ? 0 : fs->timeout;
+}
+
+/* LOOKUP: on success the kernel holds one more reference on the node in @e. */
+int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+	       struct fuse_entry_param *e)
+{
+	struct sfs_lookup lk;
+	struct sfs_node *node;
+	struct stat st;
+	int r;
+
+	if (wh_is_whiteout(name))
+		return -EPERM;
+	if (strlen(name) > NAME_MAX - WH_PREFIX_LEN)
+		return -ENAMETOOLONG;
+	if (dir->type != S_IFDIR)
+		return -ENOTDIR;
+
+	/* a node the kernel already knows is kept current by every change made through us */
+	node = sfs_node_find_get(fs, dir, name);
+	if (!node) {
+		r = sfs_lookup_name(fs, dir, name, 0, &lk);
+		if (r < 0)
+			return r;
+		if (!lk.found) {
+			memset(e, 0, sizeof(*e));
+			e->entry_timeout = fs->timeout;
+			return 0;
+		}
+		node = sfs_node_attach(fs, dir, name, &lk);
+		sfs_lookup_clear(&lk);
+		if (!node)
+			return -ENOMEM;
+	}
+	r = sfs_getattr(fs, node, &st);
+	if (r < 0) {
+		sfs_node_forget(fs, node, 1);
+		return r;
+	}
+	sfs_fill_entry(fs, node, &st, e);
+	return 0;
+}

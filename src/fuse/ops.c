@@ -1,0 +1,570 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The only file that talks to libfuse: each handler takes the namespace lock as its
+ * operation needs, calls a function that returns 0 or -errno, and replies exactly once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "sfs.h"
+
+#define FS(req) ((struct sfs_fs *)fuse_req_userdata(req))
+#define NODE(fs, ino) sfs_node_get(fs, ino)
+#define FILE_OF(fi) ((struct sfs_file *)(uintptr_t)(fi)->fh)
+
+static void rdlock(struct sfs_fs *fs)
+{
+	pthread_rwlock_rdlock(&fs->ns_lock);
+}
+
+static void wrlock(struct sfs_fs *fs)
+{
+	pthread_rwlock_wrlock(&fs->ns_lock);
+}
+
+static void unlock(struct sfs_fs *fs)
+{
+	pthread_rwlock_unlock(&fs->ns_lock);
+}
+
+static void reply_entry_or_err(fuse_req_t req, int r, const struct fuse_entry_param *e)
+{
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_entry(req, e);
+}
+
+static void sfs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* the kernel clears setuid bits itself, through SETATTR */
+	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_SPLICE_READ)
+		conn->want |= FUSE_CAP_SPLICE_READ;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	/* locks are the kernel's: it keeps them for the mount, as for a local file system */
+	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	conn->max_write = 1 << 20;
+	conn->max_readahead = 1 << 20;
+}
+
+static void sfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct sfs_fs *fs = FS(req);
+	struct fuse_entry_param e;
+
+	rdlock(fs);
+	int r = sfs_lookup(fs, NODE(fs, parent), name, &e);
+	unlock(fs);
+	reply_entry_or_err(req, r, &e);
+}
+
+static void sfs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct sfs_fs *fs = FS(req);
+
+	sfs_node_forget(fs, NODE(fs, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void sfs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct sfs_fs *fs = FS(req);
+
+	for (size_t i = 0; i < count; i++)
+		sfs_node_forget(fs, NODE(fs, forgets[i].ino), forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static double attr_timeout(struct sfs_fs *fs, const struct stat *st)
+{
+	return (!S_ISDIR(st->st_mode) && st->st_nlink > 1) ? 0 : fs->timeout;
+}
+
+static void sfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct sfs_fs *fs = FS(req);
+	struct sfs_node *node = NODE(fs, ino);
+	struct stat st;
+	int r;
+
+	if (fi && fi->fh) {
+		int fd = sfs_file_fd(fs, FILE_OF(fi));
+		r = fd < 0 ? fd : fstat(fd, &st) < 0 ? -errno : 0;
+		st.st_ino = node->ino;
+	} else {
+		rdlock(fs);
+		r = sfs_getattr(fs, node, &st);
+		unlock(fs);
+	}
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, attr_timeout(fs, &st));
+}
+
+static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			   struct fuse_file_info *fi)
+{
+	struct sfs_fs *fs = FS(req);
+	struct stat st;
+
+	wrlock(fs);
+	int r = sfs_setattr(fs, NODE(fs, ino), attr, to_set, fi ? FILE_OF(fi) : NULL, &st);
+	unlock(fs);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, attr_timeout(fs, &st));
+}
+
+static void sfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct sfs_fs *fs = FS(req);
+	char buf[PATH_MAX + 1];
+
+	rdlock(fs);
+	int r = sfs_readlink(fs, NODE(fs, ino), buf, sizeof(buf));
+	unlock(fs);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void create_common(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			  dev_t rdev, const char *target)
+{
+	struct sfs_fs *fs = FS(req);
+	struct fuse_entry_param e;
+
+	wrlock(fs);
+	int r = sfs_create_obj(fs, NODE(fs, parent), name, mode, rdev, target, fuse_req_ctx(req),
+			       &e, 0, NULL);
+	unlock(fs);
+	reply_entry_or_err(req, r, &e);
+}
+
+static void sfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			 dev_t rdev)
+{
+	create_common(req, parent, name, mode, rdev, NULL);
+}
+
+static void sfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	create_common(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL);
+}
+
+static void sfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			   const char *name)
+{
+	create_common(req, parent, name, S_IFLNK | 0777, 0, link);
+}
+
+static void sfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct sfs_fs *fs = FS(req);
+
+	wrlock(fs);
+	int r = sfs_unlink(fs, NODE(fs, parent), name, /* is_dir= */ false);
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void sfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct sfs_fs *fs = FS(req);
+
+	wrlock(fs);
+	int r = sfs_unlink(fs, NODE(fs, parent), name, /* is_dir= */ true);
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void sfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			  fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct sfs_fs *fs = FS(req);
+
+	wrlock(fs);
+	int r = sfs_rename(fs, NODE(fs, parent), name, NODE(fs, newparent), newname, flags);
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void sfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+			const char *newname)
+{
+	struct sfs_fs *fs = FS(req);
+	struct fuse_entry_param e;
+
+	wrlock(fs);
+	int r = sfs_link(fs, NODE(fs, ino), NODE(fs, newparent), newname, &e);
+	unlock(fs);
+	reply_entry_or_err(req, r, &e);
+}
+
+/* We are the only writer: the page cache stays valid across opens, unless another name of
+ * the inode (a hard link, another kernel inode) may write behind it. */
+static void set_open_flags(struct sfs_fs *fs, struct sfs_file *f, struct fuse_file_info *fi)
+{
+	struct stat st;
+
+	fi->fh = (uintptr_t)f;
+	fi->keep_cache = fstat(f->fd, &st) == 0 && st.st_nlink <= 1;
+	fi->noflush = 1;
+}
+
+static void sfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct sfs_fs *fs = FS(req);
+	struct sfs_file *f = NULL;
+	bool writes = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+
+	if (writes)
+		wrlock(fs);
+	else
+		rdlock(fs);
+	int r = sfs_open(fs, NODE(fs, ino), fi->flags, &f);
+	unlock(fs);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	set_open_flags(fs, f, fi);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		sfs_release(fs, f); /* the opener was interrupted */
+}
+
+static void sfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			  struct fuse_file_info *fi)
+{
+	struct sfs_fs *fs = FS(req);
+	struct fuse_entry_param e;
+	struct sfs_file *f = NULL;
+	int fd = -1;
+
+	wrlock(fs);
+	int r = sfs_create_obj(fs, NODE(fs, parent), name, S_IFREG | (mode & 07777), 0, NULL,
+			       fuse_req_ctx(req), &e, fi->flags, &fd);
+	if (r == 0) {
+		r = sfs_file_from_fd(fs, NODE(fs, e.ino), fd, fi->flags, &f);
+		if (r < 0) {
+			close(fd);
+			sfs_node_forget(fs, NODE(fs, e.ino), 1);
+		}
+	}
+	unlock(fs);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	set_open_flags(fs, f, fi);
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		sfs_release(fs, f);
+}
+
+static void sfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	struct sfs_fs *fs = FS(req);
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+	int fd = sfs_file_fd(fs, FILE_OF(fi));
+
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = fd;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf,
+			     off_t off, struct fuse_file_info *fi)
+{
+	struct sfs_fs *fs = FS(req);
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in_buf));
+	int fd = sfs_file_fd(fs, FILE_OF(fi));
+
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = fd;
+	out.buf[0].pos = off;
+	ssize_t n = fuse_buf_copy(&out, in_buf, 0);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void sfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	sfs_release(FS(req), FILE_OF(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void sfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+			 struct fuse_file_info *fi)
+{
+	int fd = sfs_file_fd(FS(req), FILE_OF(fi));
+	int r = fd < 0 ? fd : (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0;
+
+	fuse_reply_err(req, -r);
+}
+
+static void sfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			     off_t length, struct fuse_file_info *fi)
+{
+	int fd = sfs_file_fd(FS(req), FILE_OF(fi));
+	int r = fd < 0 ? fd : fallocate(fd, mode, offset, length) < 0 ? -errno : 0;
+
+	fuse_reply_err(req, -r);
+}
+
+static void sfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+			 struct fuse_file_info *fi)
+{
+	int fd = sfs_file_fd(FS(req), FILE_OF(fi));
+	off_t r = fd < 0 ? fd : lseek(fd, off, whence);
+
+	if (r < 0)
+		fuse_reply_err(req, fd < 0 ? -fd : errno);
+	else
+		fuse_reply_lseek(req, r);
+}
+
+static void sfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct sfs_fs *fs = FS(req);
+	struct sfs_node *node = NODE(fs, ino);
+	struct sfs_listing *l = NULL;
+	int r;
+
+	rdlock(fs);
+	r = node->type == S_IFDIR ? sfs_listing_get(fs, node, &l) : -ENOTDIR;
+	unlock(fs);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)l;
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		sfs_listing_put(fs, l);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct sfs_fs *fs = FS(req);
+	struct sfs_node *dir = NODE(fs, ino);
+	struct sfs_listing *l = (struct sfs_listing *)(uintptr_t)fi->fh;
+	_cleanup_free_ char *buf = malloc(size);
+	size_t pos = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (plus)
+		rdlock(fs);
+	for (size_t i = off; i < l->n; i++) {
+		struct sfs_dirent *d = &l->ents[i];
+		size_t n;
+
+		if (plus) {
+			struct fuse_entry_param e = { 0 };
+			bool looked = false;
+			if (i >= 2 && sfs_lookup(fs, dir, d->name, &e) == 0 && e.ino)
+				looked = true;
+			if (!looked) {
+				memset(&e, 0, sizeof(e));
+				e.attr.st_ino = d->ino;
+				e.attr.st_mode = DTTOIF(d->type);
+			}
+			n = fuse_add_direntry_plus(req, buf + pos, size - pos, d->name, &e, i + 1);
+			if (n > size - pos) {
+				if (looked)
+					sfs_node_forget(fs, NODE(fs, e.ino), 1);
+				break;
+			}
+		} else {
+			struct stat st = { .st_ino = d->ino, .st_mode = DTTOIF(d->type) };
+			n = fuse_add_direntry(req, buf + pos, size - pos, d->name, &st, i + 1);
+			if (n > size - pos)
+				break;
+		}
+		pos += n;
+	}
+	if (plus)
+		unlock(fs);
+	fuse_reply_buf(req, buf, pos);
+}
+
+static void sfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void sfs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void sfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	sfs_listing_put(FS(req), (struct sfs_listing *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void sfs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			    struct fuse_file_info *fi)
+{
+	struct sfs_fs *fs = FS(req);
+	struct sfs_node *node = NODE(fs, ino);
+	char path[PATH_MAX];
+	int r = 0;
+
+	rdlock(fs);
+	if (fs->rw && node->bindex == 0) {
+		r = sfs_node_path(node, path, sizeof(path));
+		if (r == 0) {
+			_cleanup_close_ int fd =
+				openat(fs->br[0].fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			r = fd < 0 ? -errno : fsync(fd) < 0 ? -errno : 0;
+		}
+	}
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void sfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct sfs_fs *fs = FS(req);
+	struct statvfs sv;
+
+	if (fstatvfs(fs->br[0].fd, &sv) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	/* room for the whiteout prefix */
+	if (sv.f_namemax > WH_PREFIX_LEN)
+		sv.f_namemax -= WH_PREFIX_LEN;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void sfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			    size_t size, int flags)
+{
+	struct sfs_fs *fs = FS(req);
+
+	wrlock(fs);
+	int r = sfs_setxattr(fs, NODE(fs, ino), name, value, size, flags);
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void sfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct sfs_fs *fs = FS(req);
+
+	wrlock(fs);
+	int r = sfs_removexattr(fs, NODE(fs, ino), name);
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void reply_xattr(fuse_req_t req, int r, const char *buf, size_t size)
+{
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (size == 0)
+		fuse_reply_xattr(req, r);
+	else
+		fuse_reply_buf(req, buf, r);
+}
+
+static void sfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct sfs_fs *fs = FS(req);
+	_cleanup_free_ char *buf = size ? malloc(size) : NULL;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rdlock(fs);
+	int r = sfs_getxattr(fs, NODE(fs, ino), name, buf, size);
+	unlock(fs);
+	reply_xattr(req, r, buf, size);
+}
+
+static void sfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct sfs_fs *fs = FS(req);
+	_cleanup_free_ char *buf = size ? malloc(size) : NULL;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rdlock(fs);
+	int r = sfs_listxattr(fs, NODE(fs, ino), buf, size);
+	unlock(fs);
+	reply_xattr(req, r, buf, size);
+}
+
+const struct fuse_lowlevel_ops sfs_ops = {
+	.init = sfs_op_init,
+	.lookup = sfs_op_lookup,
+	.forget = sfs_op_forget,
+	.forget_multi = sfs_op_forget_multi,
+	.getattr = sfs_op_getattr,
+	.setattr = sfs_op_setattr,
+	.readlink = sfs_op_readlink,
+	.mknod = sfs_op_mknod,
+	.mkdir = sfs_op_mkdir,
+	.symlink = sfs_op_symlink,
+	.unlink = sfs_op_unlink,
+	.rmdir = sfs_op_rmdir,
+	.rename = sfs_op_rename,
+	.link = sfs_op_link,
+	.open = sfs_op_open,
+	.create = sfs_op_create,
+	.read = sfs_op_read,
+	.write_buf = sfs_op_write_buf,
+	.release = sfs_op_release,
+	.fsync = sfs_op_fsync,
+	.fallocate = sfs_op_fallocate,
+	.lseek = sfs_op_lseek,
+	.opendir = sfs_op_opendir,
+	.readdir = sfs_op_readdir,
+	.readdirplus = sfs_op_readdirplus,
+	.releasedir = sfs_op_releasedir,
+	.fsyncdir = sfs_op_fsyncdir,
+	.statfs = sfs_op_statfs,
+	.setxattr = sfs_op_setxattr,
+	.getxattr = sfs_op_getxattr,
+	.listxattr = sfs_op_listxattr,
+	.removexattr = sfs_op_removexattr,
+};

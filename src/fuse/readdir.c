@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The merged listing of a directory: every branch once per name, topmost wins, whiteouts and
+ * aufs metadata hidden. Built once per directory version; offsets are indexes into it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "sfs.h"
+
+/* A set of names: open addressing, grows at half full. */
+struct nameset {
+	char **slots;
+	size_t size, count;
+};
+
+static size_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+/* Adds @name (not copied: the caller keeps it alive). 1 if added, 0 if present, -ENOMEM. */
+static int nameset_add(struct nameset *s, char *name)
+{
+	if ((s->count + 1) * 2 > s->size) {
+		size_t nsize = s->size ? s->size * 2 : 64;
+		char **ns = calloc(nsize, sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->size; i++) {
+			if (!s->slots[i])
+				continue;
+			size_t j = str_hash(s->slots[i]) & (nsize - 1);
+			while (ns[j])
+				j = (j + 1) & (nsize - 1);
+			ns[j] = s->slots[i];
+		}
+		free(s->slots);
+		s->slots = ns;
+		s->size = nsize;
+	}
+	size_t i = str_hash(name) & (s->size - 1);
+	for (; s->slots[i]; i = (i + 1) & (s->size - 1))
+		if (!strcmp(s->slots[i], name))
+			return 0;
+	s->slots[i] = name;
+	s->count++;
+	return 1;
+}
+
+static bool nameset_has(const struct nameset *s, const char *name)
+{
+	if (!s->size)
+		return false;
+	for (size_t i = str_hash(name) & (s->size - 1); s->slots[i]; i = (i + 1) & (s->size - 1))
+		if (!strcmp(s->slots[i], name))
+			return true;
+	return false;
+}
+
+static void listing_free(struct sfs_listing *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->ents[i].name);
+	free(l->ents);
+	free(l);
+}
+
+static int listing_add(struct sfs_listing *l, size_t *cap, char *name, uint64_t ino,
+		       unsigned char type)
+{
+	if (l->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		struct sfs_dirent *ne = realloc(l->ents, ncap * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		l->ents = ne;
+		*cap = ncap;
+	}
+	l->ents[l->n++] = (struct sfs_dirent){ .name = name, .ino = ino, .type = type };
+	return 0;
+}
+
+struct raw_ent {
+	char *name;
+	ino_t ino;
+	unsigned char type;
+};
+
+/* Reads one branch's part of the directory. */
+static int read_layer(struct sfs_fs *fs, int b, const char *path, struct raw_ent **ret,
+		      size_t *ret_n)
+{
+	struct raw_ent *v = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	int fd = openat(fs->br[b].fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+	_cleanup_closedir_ DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	struct dirent *de;
+	errno = 0;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		unsigned char type = de->d_type;
+		if (type == DT_UNKNOWN || (type == DT_CHR && fs->br[b].wh)) {
+			struct stat st;
+			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			type = IFTODT(st.st_mode);
+			if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0) && fs->br[b].wh)
+				type = DT_WHT;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			struct raw_ent *nv = realloc(v, cap * sizeof(*nv));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n].name = strdup(de->d_name);
+		if (!v[n].name) {
+			r = -ENOMEM;
+			break;
+		}
+		v[n].ino = de->d_ino;
+		v[n].type = type;
+		n++;
+	}
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			free(v[i].name);
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+static void nameset_free(struct nameset *s)
+{
+	for (size_t i = 0; i < s->size; i++)
+		free(s->slots[i]);
+	free(s->slots);
+}
+
+/* Adds a copy of @name. */
+static int nameset_add_copy(struct nameset *s, const char *name)
+{
+	if (nameset_has(s, name))
+		return 0;
+	char *c = strdup(name);
+	if (!c)
+		return -ENOMEM;
+	int r = nameset_add(s, c);
+	if (r <= 0)
+		free(c);
+	return r;
+}
+
+static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret)
+{
+	char path[PATH_MAX];
+	struct nameset seen = { 0 }, hidden = { 0 };
+	size_t cap = 0;
+	int r;
+
+	r = sfs_node_path(dir, path, sizeof(path));
+	if (r < 0)
+		return r;
+	struct sfs_listing *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	char *dot = strdup("."), *dotdot = strdup("..");
+	r = -ENOMEM;
+	if (!dot || !dotdot || listing_add(l, &cap, dot, dir->ino, DT_DIR) < 0) {
+		free(dot);
+		free(dotdot);
+		goto fail;
+	}
+	if (listing_add(l, &cap, dotdot, dir->parent ? dir->parent->ino : dir->ino, DT_DIR) < 0) {
+		free(dotdot);
+		goto fail;
+	}
+
+	for (int i = 0; i < dir->nlayers; i++) {
+		int b = dir->layers[i];
+		struct raw_ent *v = NULL;
+		size_t n = 0;
+
+		r = read_layer(fs, b, path, &v, &n);
+		if (r < 0)
+			goto fail;
+		/* a whiteout hides the name in its own branch too, as lookup sees it */
+		for (size_t j = 0; j < n && r >= 0; j++) {
+			const char *t;
+			if (fs->br[b].wh && (t = wh_target(v[j].name)))
+				r = nameset_add_copy(&hidden, t);
+			else if (v[j].type == DT_WHT)
+				r = nameset_add_copy(&hidden, v[j].name);
+		}
+		for (size_t j = 0; j < n && r >= 0; j++) {
+			const char *name = v[j].name;
+			if (wh_is_whiteout(name) || v[j].type == DT_WHT || nameset_has(&hidden, name) ||
+			    nameset_has(&seen, name))
+				continue;
+			struct stat st = { .st_ino = v[j].ino };
+			r = nameset_add_copy(&seen, name);
+			if (r >= 0)
+				r = listing_add(l, &cap, v[j].name, sfs_ino_of(fs, b, &st), v[j].type);
+			if (r >= 0)
+				v[j].name = NULL; /* now owned by the listing */
+		}
+		for (size_t j = 0; j < n; j++)
+			free(v[j].name);
+		free(v);
+		if (r < 0)
+			goto fail;
+	}
+	nameset_free(&seen);
+	nameset_free(&hidden);
+	*ret = l;
+	return 0;
+fail:
+	nameset_free(&seen);
+	nameset_free(&hidden);
+	listing_free(l);
+	return r;
+}
+
+/* The current listing of @dir, with a reference for the caller. Caller holds ns_lock. */
+int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret)
+{
+	struct sfs_listing *l, *old = NULL;
+	int r;
+
+	pthread_mutex_lock(&fs->dcache_lock);
+	l = dir->listing;
+	if (l && l->version == dir->dversion) {
+		l->refs++;
+		pthread_mutex_unlock(&fs->dcache_lock);
+		*ret = l;
+		return 0;
+	}
+	pthread_mutex_unlock(&fs->dcache_lock);
+
+	r = listing_build(fs, dir, &l);
+	if (r < 0)
+		return r;
+	l->version = dir->dversion;
+	l->refs = 2; /* the cache's and the caller's */
+	pthread_mutex_lock(&fs->dcache_lock);
+	old = dir->listing;
+	dir->listing = l;
+	if (old && --old->refs > 0)
+		old = NULL;
+	pthread_mutex_unlock(&fs->dcache_lock);
+	listing_free(old);
+	*ret = l;
+	return 0;
+}
+
+void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&fs->dcache_lock);
+	bool last = --l->refs == 0;
+	pthread_mutex_unlock(&fs->dcache_lock);
+	if (last)
+		listing_free(l);
+}
+
+/* Names in @dir changed: the next listing is built anew. Caller holds ns_lock for writing. */
+void sfs_dir_changed(struct sfs_fs *fs, struct sfs_node *dir)
+{
+	dir->dversion++;
+}
+
+/* 1 when @dir shows nothing but "." and "..", 0 when it shows more, or -errno. */
+int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir)
+{
+	struct sfs_listing *l;
+	int r = sfs_listing_get(fs, dir, &l);
+
+	if (r < 0)
+		return r;
+	r = l->n <= 2;
+	sfs_listing_put(fs, l);
+	return r;
+}

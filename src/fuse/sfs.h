@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* strata-fuse internals: branches, the node table and the operations ops.c calls. */
+#pragma once
+
+#define FUSE_USE_VERSION 314
+
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "macro.h"
+#include "whiteout.h"
+
+enum sfs_wh_format {
+	SFS_WH_AUFS,
+	SFS_WH_OVERLAY,
+};
+
+/* A branch: bindex 0 is the top; only bindex 0 may be writable. */
+struct sfs_branch {
+	char *path;  /* absolute, as given after realpath() */
+	int fd;      /* O_PATH|O_DIRECTORY on the branch root */
+	bool rw;     /* writable (only ever bindex 0) */
+	bool wh;     /* whiteouts in it are honoured */
+	unsigned fsidx; /* index of its file system among the branches', folded into st_ino */
+	dev_t dev;
+};
+
+/*
+ * A node of the merged view, the FUSE nodeid. Found by (parent, name) in the table while
+ * hashed; an unlinked node stays alive, unhashed, until the kernel forgets it.
+ *
+ * Locking: parent, name, bindex, layers and plnk change only under fs->ns_lock held for
+ * writing; whoever holds it for reading may read them. nlookup and refs change under
+ * fs->table_lock. A directory's listing cache is guarded by fs->dcache_lock.
+ */
+struct sfs_node {
+	struct sfs_node *parent; /* holds a ref on it; NULL for the root */
+	char *name;
+	struct sfs_node *hnext;
+	uint64_t nlookup; /* kernel references (LOOKUP minus FORGET) */
+	uint64_t refs;    /* children and open handles */
+	bool hashed;
+	mode_t type;  /* S_IFMT bits */
+	uint64_t ino; /* st_ino, fixed for the node's life */
+	int bindex;   /* topmost branch holding it */
+	/* Directories: branches whose directory of this path merges in, top first. */
+	int nlayers;
+	int *layers;
+	/* Non-directories read through a pseudo-link (a lower hard link whose sibling was copied up). */
+	char *plnk;
+	unsigned gen; /* bumped on copy-up: open handles reopen */
+	uint64_t dversion; /* bumped when a directory's names change */
+	struct sfs_listing *listing;
+};
+
+struct sfs_fs {
+	struct sfs_branch *br;
+	int nbr;
+	bool rw; /* br[0] is writable */
+	enum sfs_wh_format wh_format;
+	int work_fd;    /* scratch directory for temporaries, on the rw branch's fs */
+	char *work_path;
+	int plnk_fd;    /* pseudo-link directory, -1 until first needed */
+	bool single_fs; /* every branch on one file system: inode numbers are unique as they are */
+	bool is_root;
+	double timeout;
+	struct fuse_session *se;
+
+	pthread_rwlock_t ns_lock;
+	pthread_mutex_t table_lock;
+	pthread_mutex_t dcache_lock;
+	pthread_mutex_t ino_lock;
+	struct sfs_node root;
+	struct sfs_node **table;
+	size_t table_size, table_count;
+	/* upper inode number -> st_ino shown, for objects that were copied up */
+	uint64_t *ino_keys, *ino_vals;
+	size_t ino_size, ino_count;
+};
+
+/* An open file. */
+struct sfs_file {
+	pthread_mutex_t lock;
+	int fd;
+	int old_fd; /* the lower file's, after a copy-up */
+	int flags;
+	unsigned gen;
+	struct sfs_node *node;
+};
+
+/* A merged directory listing, shared by open handles while the directory is unchanged. */
+struct sfs_dirent {
+	char *name;
+	uint64_t ino;
+	unsigned char type; /* DT_* */
+};
+
+struct sfs_listing {
+	unsigned refs;
+	uint64_t version;
+	size_t n;
+	struct sfs_dirent *ents;
+};
+
+/* Result of looking a name up across branches. */
+struct sfs_lookup {
+	bool found;
+	int bindex;
+	struct stat st;
+	int nlayers;
+	int *layers;
+	char *plnk;
+	bool below; /* the name exists in a branch below the top one holding it */
+};
+
+/* super.c */
+int sfs_parse_branches(struct sfs_fs *fs, const char *spec, char sep, bool from_file);
+int sfs_setup(struct sfs_fs *fs, const char *brspec, const char *brfile, const char *lowerdir,
+	      const char *upperdir, const char *workdir, char *err, size_t errlen);
+
+/* inode.c */
+void sfs_table_init(struct sfs_fs *fs);
+struct sfs_node *sfs_node_get(struct sfs_fs *fs, fuse_ino_t ino);
+fuse_ino_t sfs_node_id(struct sfs_fs *fs, struct sfs_node *node);
+int sfs_node_path(struct sfs_node *node, char *buf, size_t size);
+int sfs_child_path(struct sfs_node *parent, const char *name, char *buf, size_t size);
+struct sfs_node *sfs_node_find(struct sfs_fs *fs, struct sfs_node *parent, const char *name);
+struct sfs_node *sfs_node_find_get(struct sfs_fs *fs, struct sfs_node *parent, const char *name);
+struct sfs_node *sfs_node_attach(struct sfs_fs *fs, struct sfs_node *parent, const char *name,
+				 struct sfs_lookup *lk);
+void sfs_node_unhash(struct sfs_fs *fs, struct sfs_node *node);
+void sfs_node_move(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *newparent,
+		   const char *newname);
+void sfs_node_ref(struct sfs_fs *fs, struct sfs_node *node);
+void sfs_node_unref(struct sfs_fs *fs, struct sfs_node *node);
+void sfs_node_forget(struct sfs_fs *fs, struct sfs_node *node, uint64_t n);
+int sfs_node_top(struct sfs_node *node);
+uint64_t sfs_ino_of(struct sfs_fs *fs, int bindex, const struct stat *st);
+void sfs_ino_remember(struct sfs_fs *fs, uint64_t upper_ino, uint64_t ino);
+void sfs_ino_forget_upper(struct sfs_fs *fs, uint64_t upper_ino);
+int sfs_getattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *st);
+int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int to_set,
+		struct sfs_file *f, struct stat *ret_st);
+int sfs_backing_at(struct sfs_fs *fs, struct sfs_node *node, int *ret_dfd, char *buf,
+		   size_t size);
+void sfs_lookup_clear(struct sfs_lookup *lk);
+
+/* namei.c */
+int sfs_check_name(const char *name);
+int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, int from,
+		    struct sfs_lookup *lk);
+int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+	       struct fuse_entry_param *e);
+bool sfs_is_whiteout_at(struct sfs_fs *fs, int bindex, const char *dirpath, const char *name);
+bool sfs_is_opaque_at(struct sfs_fs *fs, int bindex, const char *path);
+void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st,
+		    struct fuse_entry_param *e);
+
+/* readdir.c */
+int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret);
+void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l);
+void sfs_dir_changed(struct sfs_fs *fs, struct sfs_node *dir);
+int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir);
+
+/* copy_up.c */
+int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data);
+int sfs_copy_up_tree(struct sfs_fs *fs, struct sfs_node *dir);
+int sfs_make_temp(struct sfs_fs *fs, char *buf, size_t size);
+int sfs_plnk_dir(struct sfs_fs *fs);
+void sfs_plnk_key(struct sfs_fs *fs, int bindex, const struct stat *st, char *buf, size_t size);
+
+/* dir.c */
+int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mode_t mode,
+		   dev_t rdev, const char *link_target, struct fuse_ctx const *ctx,
+		   struct fuse_entry_param *e, int oflags, int *ret_fd);
+int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, const char *name,
+	     struct fuse_entry_param *e);
+int sfs_unlink(struct sfs_fs *fs, struct sfs_node *dir, const char *name, bool is_dir);
+int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
+	       struct sfs_node *ndir, const char *nname, unsigned flags);
+int sfs_whiteout(struct sfs_fs *fs, const char *dirpath, const char *name);
+int sfs_readlink(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t size);
+
+/* file.c */
+int sfs_open(struct sfs_fs *fs, struct sfs_node *node, int flags, struct sfs_file **ret);
+int sfs_file_from_fd(struct sfs_fs *fs, struct sfs_node *node, int fd, int flags,
+		     struct sfs_file **ret);
+void sfs_release(struct sfs_fs *fs, struct sfs_file *f);
+int sfs_file_fd(struct sfs_fs *fs, struct sfs_file *f);
+int sfs_file_fd_locked(struct sfs_fs *fs, struct sfs_file *f);
+
+/* xattr.c */
+int sfs_getxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, char *buf,
+		 size_t size);
+int sfs_listxattr(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t size);
+int sfs_setxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, const char *value,
+		 size_t size, int flags);
+int sfs_removexattr(struct sfs_fs *fs, struct sfs_node *node, const char *name);
+int sfs_copy_xattrs(int src_fd, int dst_fd);
+bool sfs_xattr_hidden(const char *name);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops sfs_ops;
+
+/* Syscalls that change a branch: one place to trace them. */
+int sfs_do_mkdirat(int dfd, const char *path, mode_t mode);
+int sfs_do_mknodat(int dfd, const char *path, mode_t mode, dev_t rdev);
+int sfs_do_symlinkat(const char *target, int dfd, const char *path);
+int sfs_do_linkat(int odfd, const char *opath, int ndfd, const char *npath);
+int sfs_do_unlinkat(int dfd, const char *path, int flags);
+int sfs_do_renameat(int odfd, const char *opath, int ndfd, const char *npath, unsigned flags);
+int sfs_do_openat(int dfd, const char *path, int flags, mode_t mode);
+int sfs_do_fchownat(int dfd, const char *path, uid_t uid, gid_t gid, int flags);
+int sfs_do_fchmodat(int dfd, const char *path, mode_t mode);

@@ -56,3 +56,10 @@ tree_digest() {
 	(cd "$1" && find . -path ./.strata -prune -o -printf '%p %M %U:%G %s %l\n' | LC_ALL=C sort &&
 		find . -path ./.strata -prune -o -type f -exec sha256sum {} + | LC_ALL=C sort)
 }
+
+# True while process $1 runs (a zombie nobody reaped has exited).
+alive() {
+	local st
+	st=$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}

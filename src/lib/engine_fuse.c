@@ -212,6 +212,27 @@ static pid_t daemon_pid(struct strata *s, const char *id)
 	return !strncmp(comm, "strata-fuse", 11) ? (pid_t)pid : 0;
 }
 
+/* True while @pid runs: a zombie nobody has reaped yet (we are not its parent) has exited. */
+static bool process_alive(pid_t pid)
+{
+	char p[64], buf[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')'. */
+	char *rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
 static void forget_daemon(struct strata *s, const char *id)
 {
 	int dfd = openat(s->state_fd, "pids", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -247,9 +268,9 @@ static int fuse_unmount(struct strata *s, const char *id, const char *target,
 				   strerror(-r), who ? "; held by " : "", who ? who : "");
 	}
 	/* The daemon exits once the kernel lets go; give it a moment, then make sure. */
-	for (int i = 0; pid > 0 && i < 200 && kill(pid, 0) == 0; i++)
-		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
-	if (pid > 0 && daemon_pid(s, id) == pid)
+	for (int i = 0; pid > 0 && i < 400 && process_alive(pid); i++)
+		nanosleep(&(struct timespec){ 0, 5 * 1000 * 1000 }, NULL);
+	if (pid > 0 && process_alive(pid) && daemon_pid(s, id) == pid)
 		kill(pid, SIGTERM);
 	forget_daemon(s, id);
 	return 0;

@@ -18,6 +18,7 @@
 
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include "engine.h"
 #include "fsutil.h"
@@ -83,10 +84,11 @@ enum mount_state { MS_NONE, MS_OURS, MS_DEAD, MS_FOREIGN };
 static enum mount_state probe_target(struct strata *s, const char *id, const char *target)
 {
 	struct mount_entry m = { 0 };
-	struct stat st;
+	struct statfs sfs;
 	enum mount_state state = MS_NONE;
 
-	if (stat(target, &st) < 0 && errno == ENOTCONN)
+	/* statfs, not stat: the kernel answers stat from its attribute cache even for a dead FUSE mount. */
+	if (statfs(target, &sfs) < 0 && errno == ENOTCONN)
 		return MS_DEAD;
 	if (mountinfo_find(target, &m) > 0) {
 		state = MS_FOREIGN;
@@ -303,11 +305,17 @@ int mount_count_dead(struct strata *s)
 		return 0;
 	}
 	while ((de = readdir(d))) {
-		struct stat st;
+		struct statfs sfs;
 		if (de->d_name[0] == '.')
 			continue;
-		if (fstatat(s->mnt_fd, de->d_name, &st, 0) < 0 && errno == ENOTCONN)
+		int mfd = openat(s->mnt_fd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (mfd < 0) {
+			n += errno == ENOTCONN;
+			continue;
+		}
+		if (fstatfs(mfd, &sfs) < 0 && errno == ENOTCONN)
 			n++;
+		close(mfd);
 	}
 	return n;
 }

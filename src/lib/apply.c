@@ -168,7 +168,7 @@ static ssize_t input_next(struct input *in, const void **ret)
 	int r = archive_read_data_block(in->dec, ret, &size, &off);
 	if (r == ARCHIVE_EOF)
 		return 0;
-	if (r < ARCHIVE_WARN)
+	if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
 		return in->error ? in->error : -EBADMSG;
 	return (ssize_t)size;
 }
@@ -353,6 +353,7 @@ struct apply {
 	uint64_t entries;
 	int64_t size;       /* for a layer that was empty: the size, as diff_size() counts */
 	const char *name;   /* the entry at hand, as in the tar */
+	char last[256];     /* the last entry done, for messages about what follows it */
 };
 
 static int fail_entry(struct apply *ap, int code, const char *fmt, ...) _printf_(3, 4);
@@ -365,7 +366,10 @@ static int fail_entry(struct apply *ap, int code, const char *fmt, ...)
 	if (vasprintf(&what, fmt, va) < 0)
 		what = NULL;
 	va_end(va);
-	return strata_fail(ap->err, code, "apply '%s': entry '%s' %s", ap->id, ap->name,
+	/* A hostile name can be 4 KiB long: its head is enough to find it. */
+	size_t len = strlen(ap->name);
+	return strata_fail(ap->err, code, "apply '%s': entry '%.*s%s' %s", ap->id,
+			   len > 240 ? 240 : (int)len, ap->name, len > 240 ? "..." : "",
 			   what ? what : "failed");
 }
 
@@ -550,7 +554,7 @@ static int write_file(struct apply *ap, struct archive *a, struct archive_entry 
 		r = archive_read_data_block(a, &buf, &n, &off);
 		if (r == ARCHIVE_EOF)
 			break;
-		if (r < ARCHIVE_WARN) {
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
 			if (rec->error)
 				return fail_entry(ap, -rec->error, "cannot be read: %s",
 						  strerror(-rec->error));
@@ -858,7 +862,7 @@ static int unpack(struct apply *ap, struct recorder *rec)
 		r = archive_read_next_header(a, &e);
 		if (r == ARCHIVE_EOF)
 			break;
-		if (r < ARCHIVE_WARN)
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
 			goto damaged;
 		if (archive_entry_filetype(e) == 0 && !archive_entry_hardlink(e))
 			archive_entry_set_filetype(e, AE_IFREG);
@@ -870,6 +874,7 @@ static int unpack(struct apply *ap, struct recorder *rec)
 		r = apply_entry(ap, a, e, rec);
 		if (r < 0)
 			return r;
+		snprintf(ap->last, sizeof(ap->last), "%s", ap->name);
 		ap->entries++;
 		if (ap->progress && ap->progress->fn)
 			ap->progress->fn(ap->progress->userdata, rec->fed, ap->entries);
@@ -899,11 +904,14 @@ damaged:
 	if (rec->error)
 		return strata_fail(ap->err, rec->error, "apply '%s': cannot read the tar stream: %s",
 				   ap->id, strerror(-rec->error));
-	if (ap->entries == 0)
+	if (archive_format(a) == 0)
 		return strata_fail(ap->err, EBADMSG, "apply '%s': not a tar stream: %s", ap->id,
 				   archive_error_string(a) ? archive_error_string(a) : "unknown");
-	return strata_fail(ap->err, EBADMSG, "apply '%s': damaged tar after entry '%s': %s", ap->id,
-			   ap->name ? ap->name : "", archive_error_string(a) ? archive_error_string(a) : "");
+	if (ap->entries == 0)
+		return strata_fail(ap->err, EBADMSG, "apply '%s': damaged tar at its first entry: %s",
+				   ap->id, archive_error_string(a) ? archive_error_string(a) : "");
+	return strata_fail(ap->err, EBADMSG, "apply '%s': damaged tar after entry '%.240s': %s",
+			   ap->id, ap->last, archive_error_string(a) ? archive_error_string(a) : "");
 }
 
 _public_ int strata_diff_apply(struct strata *s, const char *id, const char *parent, int fd,

@@ -18,6 +18,7 @@
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -44,6 +45,9 @@ static void archive_read_freep(struct archive **a)
 
 enum compression { COMP_NONE, COMP_BZIP2, COMP_GZIP, COMP_XZ, COMP_ZSTD };
 
+/* Decompressed chunks in flight between the decompressing thread and the unpacker. */
+#define DEC_SLOTS 4
+
 struct input {
 	int fd;
 	unsigned char *buf;   /* READ_CHUNK */
@@ -52,6 +56,22 @@ struct input {
 	bool eof;
 	struct archive *dec;  /* raw format + one filter, for compressed input */
 	int error;            /* -errno of a failed read */
+
+	/*
+	 * Decompression runs on its own thread, as `pigz -d | tar` runs in two
+	 * processes: a ring of DEC_SLOTS chunks. The unpacker holds the chunk it was
+	 * last given until it asks for the next (libarchive reads from it until then).
+	 */
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned char *slots[DEC_SLOTS];
+	size_t lens[DEC_SLOTS];
+	uint64_t produced, consumed;
+	bool holding;         /* the unpacker holds slot consumed % DEC_SLOTS */
+	bool done, stop;
+	int dec_error;
 };
 
 /* Docker's DecompressStream order and magics. */
@@ -106,6 +126,52 @@ static ssize_t dec_read_cb(struct archive *a, void *u, const void **buf)
 	return n;
 }
 
+/* The decompressing thread: fills free slots until the stream ends or the unpacker stops. */
+static void *dec_thread(void *u)
+{
+	struct input *in = u;
+
+	for (;;) {
+		pthread_mutex_lock(&in->lock);
+		while (in->produced - in->consumed == DEC_SLOTS && !in->stop)
+			pthread_cond_wait(&in->cond, &in->lock);
+		bool stop = in->stop;
+		unsigned i = (unsigned)(in->produced % DEC_SLOTS);
+		pthread_mutex_unlock(&in->lock);
+		if (stop)
+			return NULL;
+
+		size_t len = 0;
+		int err = 0;
+		bool end = false;
+		while (len < READ_CHUNK) {
+			la_ssize_t n = archive_read_data(in->dec, in->slots[i] + len, READ_CHUNK - len);
+			if (n == 0) {
+				end = true;
+				break;
+			}
+			if (n < 0) {
+				err = in->error ? in->error : -EBADMSG;
+				break;
+			}
+			len += (size_t)n;
+		}
+		pthread_mutex_lock(&in->lock);
+		if (len > 0) {
+			in->lens[i] = len;
+			in->produced++;
+		}
+		if (end || err) {
+			in->done = true;
+			in->dec_error = err;
+		}
+		pthread_cond_broadcast(&in->cond);
+		pthread_mutex_unlock(&in->lock);
+		if (end || err)
+			return NULL;
+	}
+}
+
 static int input_open(struct input *in, int fd)
 {
 	enum compression c;
@@ -148,11 +214,30 @@ static int input_open(struct input *in, int fd)
 	if (archive_read_open(in->dec, in, NULL, dec_read_cb, NULL) != ARCHIVE_OK ||
 	    archive_read_next_header(in->dec, &e) != ARCHIVE_OK)
 		return in->error ? in->error : -EBADMSG;
+	for (int i = 0; i < DEC_SLOTS; i++)
+		if (!(in->slots[i] = malloc(READ_CHUNK)))
+			return -ENOMEM;
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+	if (pthread_create(&in->thread, NULL, dec_thread, in) != 0)
+		return -EAGAIN;
+	in->thread_started = true;
 	return 0;
 }
 
 static void input_close(struct input *in)
 {
+	if (in->thread_started) {
+		pthread_mutex_lock(&in->lock);
+		in->stop = true;
+		pthread_cond_broadcast(&in->cond);
+		pthread_mutex_unlock(&in->lock);
+		pthread_join(in->thread, NULL);
+		pthread_mutex_destroy(&in->lock);
+		pthread_cond_destroy(&in->cond);
+	}
+	for (int i = 0; i < DEC_SLOTS; i++)
+		free(in->slots[i]);
 	if (in->dec)
 		archive_read_free(in->dec);
 	free(in->buf);
@@ -161,16 +246,27 @@ static void input_close(struct input *in)
 /* The next chunk of the decompressed stream: length, 0 at the end, or -errno. */
 static ssize_t input_next(struct input *in, const void **ret)
 {
+	ssize_t n;
+
 	if (!in->dec)
 		return input_read_fd(in, ret);
-	size_t size;
-	la_int64_t off;
-	int r = archive_read_data_block(in->dec, ret, &size, &off);
-	if (r == ARCHIVE_EOF)
-		return 0;
-	if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-		return in->error ? in->error : -EBADMSG;
-	return (ssize_t)size;
+	pthread_mutex_lock(&in->lock);
+	if (in->holding) {
+		in->holding = false;
+		in->consumed++;
+		pthread_cond_broadcast(&in->cond);
+	}
+	while (in->produced == in->consumed && !in->done)
+		pthread_cond_wait(&in->cond, &in->lock);
+	if (in->produced > in->consumed) {
+		unsigned i = (unsigned)(in->consumed % DEC_SLOTS);
+		*ret = in->slots[i];
+		n = (ssize_t)in->lens[i];
+		in->holding = true;
+	} else
+		n = in->dec_error;
+	pthread_mutex_unlock(&in->lock);
+	return n;
 }
 
 /* ---- a set of names, to refuse duplicates ---- */

@@ -229,6 +229,88 @@ STRATA_EXPORT int strata_mount_count(struct strata *s, const char *id);
  */
 STRATA_EXPORT int strata_cleanup(struct strata *s, struct strata_error **err);
 
+/* ---- layer I/O (tar) ------------------------------------------------ */
+
+/**
+ * struct strata_progress - how far a tar stream has got, for a progress line.
+ * @fn:       called now and then from the calling thread with the bytes of tar
+ *            read or written so far and the entries done; may be NULL.
+ * @userdata: passed to @fn.
+ */
+struct strata_progress {
+	void (*fn)(void *userdata, uint64_t bytes, uint64_t entries);
+	void *userdata;
+};
+
+enum strata_diff_flags {
+	/* apply: do not keep a tar-split record of the stream. */
+	STRATA_DIFF_NO_TARSPLIT = 1 << 0,
+	/* export: write a fresh tar of the files even when a tar-split record exists. */
+	STRATA_DIFF_REGENERATE = 1 << 1,
+};
+
+/**
+ * strata_diff_apply() - unpack a layer tar into layer @id (Docker's ApplyDiff).
+ * @parent:   NULL means the layer's own parent; "" means none. When it is the
+ *            layer's direct parent (or the layer has none) the tar is unpacked
+ *            literally into diff/<id>: ".wh." files stay files. Any other parent
+ *            needs the changes engine: -EOPNOTSUPP.
+ * @fd:       the tar, plain or gzip, bzip2, xz or zstd (told from its bytes);
+ *            read to its end, not closed.
+ * @progress: may be NULL.
+ * @flags:    enum strata_diff_flags.
+ * @ret_size: the layer's size afterwards, as strata_diff_size(); may be NULL.
+ *
+ * Holds the layer's lock. Nothing is written outside diff/<id>: a name with
+ * ".." that climbs out, a link that leads out, a ".wh." name with children, a
+ * duplicate name, a bad size or a damaged stream fails with a message naming
+ * the entry. Absolute names are taken relative to the layer, as Docker does.
+ * Unless STRATA_DIFF_NO_TARSPLIT, an apply into an empty layer also records
+ * the stream (tar-split) so that strata_diff_export() rebuilds it byte for byte.
+ * A failed apply leaves the layer as far as it got, and removable.
+ * Errors: -ENOENT (no layer), -EINVAL (bad id), -EXDEV (an entry leaves the
+ * layer), -EBADMSG (damaged or hostile tar), -EEXIST (duplicate), -EOPNOTSUPP.
+ */
+STRATA_EXPORT int strata_diff_apply(struct strata *s, const char *id, const char *parent, int fd,
+				    const struct strata_progress *progress, unsigned flags,
+				    int64_t *ret_size, struct strata_error **err);
+
+/**
+ * strata_diff_export() - write layer @id as a tar to @out_fd (Docker's Diff).
+ * @parent:   as for strata_diff_apply().
+ * @progress: may be NULL.
+ * @flags:    STRATA_DIFF_REGENERATE, or 0.
+ *
+ * When the layer was applied and has a tar-split record, the applied tar is
+ * rebuilt byte for byte; a file changed since fails with -EBADMSG naming it
+ * (the output is then incomplete). Otherwise a PAX tar of diff/<id> in lexical
+ * order, as Docker writes it: root-level ".wh..wh.*" left out except
+ * ".wh..wh..opq", mtimes in whole seconds, no atime, ctime or owner names,
+ * hard links to their first name, only the security.capability xattr, ids
+ * mapped back except on whiteouts. The same tree gives the same bytes.
+ */
+STRATA_EXPORT int strata_diff_export(struct strata *s, const char *id, const char *parent,
+				     int out_fd, const struct strata_progress *progress,
+				     unsigned flags, struct strata_error **err);
+
+/**
+ * strata_diff_size() - bytes of layer @id's own files (Docker's DiffSize):
+ * directories and empty files count nothing, a hard-linked inode counts once.
+ * @parent: as for strata_diff_apply().
+ */
+STRATA_EXPORT int strata_diff_size(struct strata *s, const char *id, const char *parent,
+				   int64_t *ret_size, struct strata_error **err);
+
+/**
+ * strata_diff_getter_open() - open a file of layer @id by its name in the tar
+ * (Docker's DiffGetter): "./a/b", "/a/b" and "a/b" are the same file.
+ * @ret_fd: a read-only fd, closed by the caller.
+ *
+ * Symlinks resolve inside the layer; a name that climbs out is -EXDEV.
+ */
+STRATA_EXPORT int strata_diff_getter_open(struct strata *s, const char *id, const char *path,
+					  int *ret_fd, struct strata_error **err);
+
 /* ---- changes ------------------------------------------------------- */
 
 enum strata_change_kind {

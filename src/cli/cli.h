@@ -89,3 +89,4 @@ extern const struct command cmd_create, cmd_create_rw, cmd_rm, cmd_exists, cmd_l
 	cmd_parents;
 extern const struct command cmd_mount, cmd_unmount;
 extern const struct command cmd_changes;
+extern const struct command cmd_apply, cmd_diff, cmd_diff_size, cmd_diff_get;

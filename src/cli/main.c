@@ -11,6 +11,7 @@ static const struct command *const commands[] = {
 	&cmd_init,  &cmd_status,   &cmd_create, &cmd_create_rw, &cmd_exists, &cmd_metadata,
 	&cmd_ls,    &cmd_parents,  &cmd_rm,     &cmd_mount,     &cmd_unmount, &cmd_cleanup,
 	&cmd_changes,
+	&cmd_apply, &cmd_diff,     &cmd_diff_size, &cmd_diff_get,
 };
 
 const struct command *cli_find_command(const char *name)

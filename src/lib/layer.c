@@ -16,6 +16,7 @@
 
 #include "fsutil.h"
 #include "ids.h"
+#include "layerio.h"
 #include "strata-private.h"
 
 #define LAYER_DIR_MODE 0755
@@ -359,6 +360,10 @@ _public_ int strata_layer_remove(struct strata *s, const char *id, unsigned flag
 	if (r < 0)
 		return strata_fail(err, r, "rm '%s': cannot remove '%s/mnt/%s': %s", id, s->root,
 				   id, strerror(-r));
+	r = tarsplit_remove(s, id);
+	if (r < 0)
+		return strata_fail(err, r, "rm '%s': cannot remove its tar-split record: %s", id,
+				   strerror(-r));
 	store_unlock_remove(s, id, TAKE_FD(lock));
 	return 0;
 }
@@ -474,7 +479,10 @@ int layer_resolve_parent(struct strata *s, const char *op, const char *id, const
 				   strerror(-r));
 	if (!*parent)
 		*parent = chain[0] ? chain[0] : "";
-	if (**parent) {
+	/* Docker's isParent: a base layer always; otherwise only its own direct parent. */
+	*ret_direct = !chain[0] || !strcmp(*parent, chain[0]);
+	if (!*ret_direct && **parent) {
+		/* The other layer will be mounted: it must be one. */
 		r = strata_check_id(op, *parent, err);
 		if (r == 0 && !layer_exists(s, *parent))
 			r = strata_fail(err, ENOENT, "%s '%s': no such parent layer '%s'", op, id,
@@ -484,8 +492,6 @@ int layer_resolve_parent(struct strata *s, const char *op, const char *id, const
 			return r;
 		}
 	}
-	/* Docker's isParent: a base layer always; otherwise only its own direct parent. */
-	*ret_direct = !chain[0] || !strcmp(*parent, chain[0]);
 	*ret_chain = chain;
 	return 0;
 }

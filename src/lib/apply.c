@@ -1,0 +1,1093 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ApplyDiff: a layer tar unpacked literally into diff/<id> (Docker's aufs
+ * fast path), safely, while the stream is recorded as tar-split.
+ *
+ * How the bytes flow. libarchive parses the tar; it reads through our callback,
+ * which sees every raw (decompressed) byte in order. Bytes are kept in a spool
+ * until they are classified: after each header, libarchive's consumed offset
+ * (archive_filter_bytes(a, 0)) is where the entry's data begins, so the spool
+ * up to there is a segment; a regular file's data is then dropped as it passes
+ * (it is on disk, and only its CRC is recorded). We never parse tar headers
+ * ourselves, so the record cannot disagree with what was extracted; where
+ * libarchive's view and the byte count disagree (sparse files), those bytes
+ * stay in segments, and any inconsistency drops the record rather than keeping
+ * a wrong one.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+
+#include "fsutil.h"
+#include "layerio.h"
+#include "whiteout.h"
+
+#define READ_CHUNK (1024 * 1024)
+/* Larger sizes are hostile: no file system we run on holds them. */
+#define SIZE_LIMIT (INT64_C(1) << 56)
+#define IMPLIED_DIR_MODE 0755
+
+static void archive_read_freep(struct archive **a)
+{
+	if (*a)
+		archive_read_free(*a);
+}
+
+/* ---- the input: plain, or decompressed by a first libarchive reader ---- */
+
+enum compression { COMP_NONE, COMP_BZIP2, COMP_GZIP, COMP_XZ, COMP_ZSTD };
+
+/* Decompressed chunks in flight between the decompressing thread and the unpacker. */
+#define DEC_SLOTS 4
+
+struct input {
+	int fd;
+	unsigned char *buf;   /* READ_CHUNK */
+	size_t head_len;      /* bytes of buf read while detecting, handed out first */
+	bool head_pending;
+	bool eof;
+	struct archive *dec;  /* raw format + one filter, for compressed input */
+	int error;            /* -errno of a failed read */
+
+	/*
+	 * Decompression runs on its own thread, as `pigz -d | tar` runs in two
+	 * processes: a ring of DEC_SLOTS chunks. The unpacker holds the chunk it was
+	 * last given until it asks for the next (libarchive reads from it until then).
+	 */
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned char *slots[DEC_SLOTS];
+	size_t lens[DEC_SLOTS];
+	uint64_t produced, consumed;
+	bool holding;         /* the unpacker holds slot consumed % DEC_SLOTS */
+	bool done, stop;
+	int dec_error;
+};
+
+/* Docker's DecompressStream order and magics. */
+static enum compression detect(const unsigned char *p, size_t n)
+{
+	if (n >= 3 && !memcmp(p, "BZh", 3))
+		return COMP_BZIP2;
+	if (n >= 3 && p[0] == 0x1f && p[1] == 0x8b && p[2] == 0x08)
+		return COMP_GZIP;
+	if (n >= 6 && !memcmp(p, "\xfd" "7zXZ\0", 6))
+		return COMP_XZ;
+	if (n >= 4 && !memcmp(p, "\x28\xb5\x2f\xfd", 4))
+		return COMP_ZSTD;
+	if (n >= 8 && ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+		       (uint32_t)p[3] << 24) >> 4 == 0x184D2A5)
+		return COMP_ZSTD;
+	return COMP_NONE;
+}
+
+/* Plain read of the next chunk of the fd (after the detection head). */
+static ssize_t input_read_fd(struct input *in, const void **ret)
+{
+	if (in->head_pending) {
+		in->head_pending = false;
+		*ret = in->buf;
+		return (ssize_t)in->head_len;
+	}
+	if (in->eof)
+		return 0;
+	for (;;) {
+		ssize_t n = read(in->fd, in->buf, READ_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			in->eof = true;
+		*ret = in->buf;
+		return n;
+	}
+}
+
+static ssize_t dec_read_cb(struct archive *a, void *u, const void **buf)
+{
+	struct input *in = u;
+	ssize_t n = input_read_fd(in, buf);
+	if (n < 0) {
+		in->error = (int)n;
+		archive_set_error(a, (int)-n, "read error");
+		return -1;
+	}
+	return n;
+}
+
+/* The decompressing thread: fills free slots until the stream ends or the unpacker stops. */
+static void *dec_thread(void *u)
+{
+	struct input *in = u;
+
+	for (;;) {
+		pthread_mutex_lock(&in->lock);
+		while (in->produced - in->consumed == DEC_SLOTS && !in->stop)
+			pthread_cond_wait(&in->cond, &in->lock);
+		bool stop = in->stop;
+		unsigned i = (unsigned)(in->produced % DEC_SLOTS);
+		pthread_mutex_unlock(&in->lock);
+		if (stop)
+			return NULL;
+
+		size_t len = 0;
+		int err = 0;
+		bool end = false;
+		while (len < READ_CHUNK) {
+			la_ssize_t n = archive_read_data(in->dec, in->slots[i] + len, READ_CHUNK - len);
+			if (n == 0) {
+				end = true;
+				break;
+			}
+			if (n < 0) {
+				err = in->error ? in->error : -EBADMSG;
+				break;
+			}
+			len += (size_t)n;
+		}
+		pthread_mutex_lock(&in->lock);
+		if (len > 0) {
+			in->lens[i] = len;
+			in->produced++;
+		}
+		if (end || err) {
+			in->done = true;
+			in->dec_error = err;
+		}
+		pthread_cond_broadcast(&in->cond);
+		pthread_mutex_unlock(&in->lock);
+		if (end || err)
+			return NULL;
+	}
+}
+
+static int input_open(struct input *in, int fd)
+{
+	enum compression c;
+
+	in->fd = fd;
+	if (!(in->buf = malloc(READ_CHUNK)))
+		return -ENOMEM;
+	while (in->head_len < 16 && !in->eof) {
+		ssize_t n = read(fd, in->buf + in->head_len, READ_CHUNK - in->head_len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			in->eof = true;
+		in->head_len += (size_t)n;
+	}
+	in->head_pending = true;
+	c = detect(in->buf, in->head_len);
+	if (c == COMP_NONE)
+		return 0;
+	if (!(in->dec = archive_read_new()))
+		return -ENOMEM;
+	switch (c) {
+	case COMP_BZIP2:
+		archive_read_support_filter_bzip2(in->dec);
+		break;
+	case COMP_GZIP:
+		archive_read_support_filter_gzip(in->dec);
+		break;
+	case COMP_XZ:
+		archive_read_support_filter_xz(in->dec);
+		break;
+	default:
+		archive_read_support_filter_zstd(in->dec);
+		break;
+	}
+	archive_read_support_format_raw(in->dec);
+	struct archive_entry *e;
+	if (archive_read_open(in->dec, in, NULL, dec_read_cb, NULL) != ARCHIVE_OK ||
+	    archive_read_next_header(in->dec, &e) != ARCHIVE_OK)
+		return in->error ? in->error : -EBADMSG;
+	for (int i = 0; i < DEC_SLOTS; i++)
+		if (!(in->slots[i] = malloc(READ_CHUNK)))
+			return -ENOMEM;
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+	if (pthread_create(&in->thread, NULL, dec_thread, in) != 0)
+		return -EAGAIN;
+	in->thread_started = true;
+	return 0;
+}
+
+static void input_close(struct input *in)
+{
+	if (in->thread_started) {
+		pthread_mutex_lock(&in->lock);
+		in->stop = true;
+		pthread_cond_broadcast(&in->cond);
+		pthread_mutex_unlock(&in->lock);
+		pthread_join(in->thread, NULL);
+		pthread_mutex_destroy(&in->lock);
+		pthread_cond_destroy(&in->cond);
+	}
+	for (int i = 0; i < DEC_SLOTS; i++)
+		free(in->slots[i]);
+	if (in->dec)
+		archive_read_free(in->dec);
+	free(in->buf);
+}
+
+/* The next chunk of the decompressed stream: length, 0 at the end, or -errno. */
+static ssize_t input_next(struct input *in, const void **ret)
+{
+	ssize_t n;
+
+	if (!in->dec)
+		return input_read_fd(in, ret);
+	pthread_mutex_lock(&in->lock);
+	if (in->holding) {
+		in->holding = false;
+		in->consumed++;
+		pthread_cond_broadcast(&in->cond);
+	}
+	while (in->produced == in->consumed && !in->done)
+		pthread_cond_wait(&in->cond, &in->lock);
+	if (in->produced > in->consumed) {
+		unsigned i = (unsigned)(in->consumed % DEC_SLOTS);
+		*ret = in->slots[i];
+		n = (ssize_t)in->lens[i];
+		in->holding = true;
+	} else
+		n = in->dec_error;
+	pthread_mutex_unlock(&in->lock);
+	return n;
+}
+
+/* ---- a set of names, to refuse duplicates ---- */
+
+struct strset {
+	char **slots;
+	size_t cap, n;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+/* 1 if added, 0 if it was there, -ENOMEM. */
+static int strset_add(struct strset *set, const char *s)
+{
+	if (set->n * 2 >= set->cap) {
+		size_t ncap = set->cap ? set->cap * 2 : 1024;
+		char **ns = calloc(ncap, sizeof(char *));
+		if (!ns)
+			return -ENOMEM;
+		for (size_t i = 0; i < set->cap; i++) {
+			if (!set->slots[i])
+				continue;
+			size_t j = hash_str(set->slots[i]) & (ncap - 1);
+			while (ns[j])
+				j = (j + 1) & (ncap - 1);
+			ns[j] = set->slots[i];
+		}
+		free(set->slots);
+		set->slots = ns;
+		set->cap = ncap;
+	}
+	size_t j = hash_str(s) & (set->cap - 1);
+	while (set->slots[j]) {
+		if (!strcmp(set->slots[j], s))
+			return 0;
+		j = (j + 1) & (set->cap - 1);
+	}
+	if (!(set->slots[j] = strdup(s)))
+		return -ENOMEM;
+	set->n++;
+	return 1;
+}
+
+static void strset_free(struct strset *set)
+{
+	for (size_t i = 0; i < set->cap; i++)
+		free(set->slots[i]);
+	free(set->slots);
+}
+
+/* ---- the stream recorder ---- */
+
+struct recorder {
+	struct input *in;
+	struct tarsplit_writer *ts;  /* NULL: not recording */
+	uint64_t fed;                /* bytes handed to libarchive */
+	uint64_t drop_until;         /* bytes below are file content, not kept */
+	unsigned char *spool;        /* raw bytes [spool_off, spool_off + spool_len) */
+	size_t spool_len, spool_cap;
+	uint64_t spool_off;
+	int error;
+	bool broken;                 /* the record cannot be trusted: dropped at the end */
+};
+
+static void rec_abandon(struct recorder *rec)
+{
+	rec->broken = true;
+	rec->spool_len = 0;
+}
+
+static void rec_append(struct recorder *rec, const unsigned char *p, size_t n)
+{
+	uint64_t start = rec->fed, end = rec->fed + n;
+
+	rec->fed = end;
+	if (!rec->ts || rec->broken || end <= rec->drop_until)
+		return;
+	if (start < rec->drop_until) {
+		p += rec->drop_until - start;
+		n -= (size_t)(rec->drop_until - start);
+		start = rec->drop_until;
+	}
+	if (rec->spool_len == 0)
+		rec->spool_off = start;
+	else if (rec->spool_off + rec->spool_len != start) {
+		rec_abandon(rec);
+		return;
+	}
+	if (rec->spool_len + n > rec->spool_cap) {
+		size_t ncap = rec->spool_cap ? rec->spool_cap : 65536;
+		while (ncap < rec->spool_len + n)
+			ncap *= 2;
+		unsigned char *ns = realloc(rec->spool, ncap);
+		if (!ns) {
+			rec_abandon(rec);
+			return;
+		}
+		rec->spool = ns;
+		rec->spool_cap = ncap;
+	}
+	memcpy(rec->spool + rec->spool_len, p, n);
+	rec->spool_len += n;
+}
+
+/* Everything before offset @pos not yet recorded is a segment. */
+static int rec_segment_until(struct recorder *rec, uint64_t pos)
+{
+	if (!rec->ts || rec->broken || rec->spool_len == 0 || pos <= rec->spool_off)
+		return 0;
+	size_t k = (size_t)(pos - rec->spool_off);
+	if (k > rec->spool_len) {
+		rec_abandon(rec);
+		return 0;
+	}
+	int r = tarsplit_add_segment(rec->ts, rec->spool, k);
+	if (r < 0)
+		return r;
+	memmove(rec->spool, rec->spool + k, rec->spool_len - k);
+	rec->spool_len -= k;
+	rec->spool_off = pos;
+	return 0;
+}
+
+/* Bytes [@pos, @pos + @size) are a file's content: drop them now or as they come. */
+static void rec_payload(struct recorder *rec, uint64_t pos, uint64_t size)
+{
+	if (!rec->ts || rec->broken)
+		return;
+	if (rec->spool_len > 0 && rec->spool_off != pos) {
+		rec_abandon(rec);
+		return;
+	}
+	rec->drop_until = pos + size;
+	size_t k = rec->spool_len < size ? rec->spool_len : (size_t)size;
+	memmove(rec->spool, rec->spool + k, rec->spool_len - k);
+	rec->spool_len -= k;
+	rec->spool_off = pos + k;
+}
+
+static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
+{
+	struct recorder *rec = u;
+	ssize_t n = input_next(rec->in, buf);
+
+	if (n < 0) {
+		rec->error = (int)n;
+		archive_set_error(a, (int)-n, "cannot read the tar stream: %s", strerror((int)-n));
+		return -1;
+	}
+	rec_append(rec, *buf, (size_t)n);
+	return n;
+}
+
+/* ---- extraction ---- */
+
+struct dirtime {
+	char *path;
+	struct timespec ts[2];
+};
+
+struct apply {
+	struct strata *s;
+	const char *id;
+	struct strata_error **err;
+	int layer_fd;
+	struct idmap map;
+	uint32_t root_uid, root_gid;
+	struct strset seen;
+	struct dirtime *dirs;
+	size_t n_dirs, cap_dirs;
+	char *cache_path;   /* the parent directory last opened, and its O_PATH fd */
+	int cache_fd;
+	const struct strata_progress *progress;
+	uint64_t entries;
+	int64_t size;       /* for a layer that was empty: the size, as diff_size() counts */
+	const char *name;   /* the entry at hand, as in the tar */
+	char last[256];     /* the last entry done, for messages about what follows it */
+};
+
+static int fail_entry(struct apply *ap, int code, const char *fmt, ...) _printf_(3, 4);
+static int fail_entry(struct apply *ap, int code, const char *fmt, ...)
+{
+	_cleanup_free_ char *what = NULL;
+	va_list va;
+
+	va_start(va, fmt);
+	if (vasprintf(&what, fmt, va) < 0)
+		what = NULL;
+	va_end(va);
+	/* A hostile name can be 4 KiB long: its head is enough to find it. */
+	size_t len = strlen(ap->name);
+	return strata_fail(ap->err, code, "apply '%s': entry '%.*s%s' %s", ap->id,
+			   len > 240 ? 240 : (int)len, ap->name, len > 240 ? "..." : "",
+			   what ? what : "failed");
+}
+
+/* Opens (making implied 0755 directories) the directory @dir of the layer, as O_PATH. */
+static int open_parent(struct apply *ap, const char *dir)
+{
+	int fd;
+
+	if (ap->cache_path && !strcmp(ap->cache_path, dir))
+		return ap->cache_fd;
+	fd = layer_openat(ap->layer_fd, dir, O_PATH | O_DIRECTORY, 0);
+	if (fd == -ENOENT) {
+		/* Walk down, making what is missing, each step resolved inside the layer. */
+		_cleanup_free_ char *p = strdup(dir);
+		_cleanup_close_ int cur = fcntl(ap->layer_fd, F_DUPFD_CLOEXEC, 3);
+		if (!p || cur < 0)
+			return -ENOMEM;
+		for (char *slash = p;; slash++) {
+			char *next = strchr(slash, '/');
+			if (next)
+				*next = '\0';
+			int nfd = layer_openat(ap->layer_fd, p, O_PATH | O_DIRECTORY, 0);
+			if (nfd == -ENOENT) {
+				const char *base = strrchr(p, '/');
+				base = base ? base + 1 : p;
+				int r = mkdirat_exact(cur, base, IMPLIED_DIR_MODE, ap->root_uid,
+						      ap->root_gid);
+				if (r < 0 && r != -EEXIST)
+					return r;
+				nfd = openat(cur, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				if (nfd < 0)
+					return -errno;
+			}
+			if (nfd < 0)
+				return nfd;
+			close(cur);
+			cur = nfd;
+			if (!next)
+				break;
+			*next = '/';
+			slash = next;
+		}
+		fd = TAKE_FD(cur);
+	}
+	if (fd < 0)
+		return fd;
+	char *copy = strdup(dir);
+	if (!copy) {
+		close(fd);
+		return -ENOMEM;
+	}
+	if (ap->cache_fd >= 0)
+		close(ap->cache_fd);
+	free(ap->cache_path);
+	ap->cache_path = copy;
+	ap->cache_fd = fd;
+	return fd;
+}
+
+static void drop_parent_cache(struct apply *ap)
+{
+	if (ap->cache_fd >= 0)
+		close(ap->cache_fd);
+	ap->cache_fd = -1;
+	free(ap->cache_path);
+	ap->cache_path = NULL;
+}
+
+/* Sets the xattrs of the entry; file systems without them are skipped, as Docker does. */
+static int set_xattrs(struct apply *ap, struct archive_entry *e, int fd, int pfd, const char *base)
+{
+	const char *name;
+	const void *value;
+	size_t size;
+	char path[64 + NAME_MAX];
+
+	if (archive_entry_xattr_reset(e) == 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", pfd, base);
+	while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+		int r = fd >= 0 ? fsetxattr(fd, name, value, size, 0)
+				: lsetxattr(path, name, value, size, 0);
+		if (r < 0 && errno != ENOTSUP && errno != EPERM)
+			return fail_entry(ap, errno, "cannot set xattr '%s': %m", name);
+	}
+	return 0;
+}
+
+/* Docker's order: owner, xattrs (a chown drops security.capability), mode, then times. */
+static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, const char *base,
+		    bool is_link)
+{
+	uint32_t uid = (uint32_t)archive_entry_uid(e), gid = (uint32_t)archive_entry_gid(e);
+	struct timespec ts[2];
+	int r;
+
+	if (archive_entry_uid(e) < 0 || archive_entry_uid(e) > UINT32_MAX - 1 ||
+	    archive_entry_gid(e) < 0 || archive_entry_gid(e) > UINT32_MAX - 1)
+		return fail_entry(ap, EBADMSG, "has a bad owner");
+	if (idmap_pair_to_host(&ap->map, &uid, &gid) < 0)
+		return fail_entry(ap, ERANGE, "has owner %u:%u, which the store's id maps do not map",
+				  (unsigned)archive_entry_uid(e), (unsigned)archive_entry_gid(e));
+	r = fd >= 0 ? fchown(fd, uid, gid) : fchownat(pfd, base, uid, gid, AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return fail_entry(ap, errno, "cannot change owner: %m");
+	r = set_xattrs(ap, e, fd, pfd, base);
+	if (r < 0)
+		return r;
+	if (!is_link) {
+		mode_t mode = archive_entry_perm(e) & 07777;
+		r = fd >= 0 ? fchmod(fd, mode) : fchmodat(pfd, base, mode, 0);
+		if (r < 0)
+			return fail_entry(ap, errno, "cannot change mode: %m");
+	}
+	ts[1].tv_sec = archive_entry_mtime(e);
+	ts[1].tv_nsec = archive_entry_mtime_nsec(e);
+	ts[0] = ts[1];
+	if (archive_entry_atime_is_set(e) &&
+	    (archive_entry_atime(e) > ts[1].tv_sec ||
+	     (archive_entry_atime(e) == ts[1].tv_sec && archive_entry_atime_nsec(e) > ts[1].tv_nsec))) {
+		ts[0].tv_sec = archive_entry_atime(e);
+		ts[0].tv_nsec = archive_entry_atime_nsec(e);
+	}
+	if (archive_entry_filetype(e) == AE_IFDIR && !is_link) {
+		/* Later entries change a directory's times: set them at the end. */
+		if (ap->n_dirs == ap->cap_dirs) {
+			size_t ncap = ap->cap_dirs ? ap->cap_dirs * 2 : 256;
+			struct dirtime *nd = realloc(ap->dirs, ncap * sizeof(*nd));
+			if (!nd)
+				return -ENOMEM;
+			ap->dirs = nd;
+			ap->cap_dirs = ncap;
+		}
+		return 0; /* the caller fills the slot: it has the cleaned path */
+	}
+	r = fd >= 0 ? futimens(fd, ts) : utimensat(pfd, base, ts, AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return fail_entry(ap, errno, "cannot set times: %m");
+	return 0;
+}
+
+/* Removes whatever is at @base (a directory with its contents), so that the entry replaces it. */
+static int replace(struct apply *ap, int pfd, const char *base)
+{
+	int r = rm_rf_at(pfd, base);
+	/* The cached parent may have been below what went: look it up again next time. */
+	free(ap->cache_path);
+	ap->cache_path = NULL;
+	if (r < 0)
+		return fail_entry(ap, -r, "cannot replace what is there: %s", strerror(-r));
+	return 0;
+}
+
+static int write_file(struct apply *ap, struct archive *a, struct archive_entry *e,
+		      struct recorder *rec, int pfd, const char *base, const char *tarname)
+{
+	int64_t size = archive_entry_size(e);
+	bool sparse = archive_entry_sparse_count(e) > 0;
+	uint64_t crc = 0, got = 0;
+	int64_t pos = 0;
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	for (int tries = 0;; tries++) {
+		fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST || tries > 0)
+			break;
+		if ((r = replace(ap, pfd, base)) < 0)
+			return r;
+	}
+	if (fd < 0)
+		return fail_entry(ap, errno, "cannot create: %m");
+
+	uint64_t data_start = (uint64_t)archive_filter_bytes(a, 0);
+	bool record = rec->ts && !rec->broken && !sparse && size > 0;
+	if (record)
+		rec_payload(rec, data_start, (uint64_t)size);
+	for (;;) {
+		const void *buf;
+		size_t n;
+		la_int64_t off;
+		r = archive_read_data_block(a, &buf, &n, &off);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+			if (rec->error)
+				return fail_entry(ap, -rec->error, "cannot be read: %s",
+						  strerror(-rec->error));
+			return fail_entry(ap, EBADMSG, "is damaged: %s", archive_error_string(a));
+		}
+		if (off != pos) {
+			if (off < pos || off > size)
+				return fail_entry(ap, EBADMSG, "has overlapping data");
+			if (lseek(fd, off, SEEK_SET) < 0)
+				return fail_entry(ap, errno, "cannot seek: %m");
+			pos = off;
+		}
+		if (record)
+			crc = crc64_iso_update(crc, buf, n);
+		r = write_all(fd, buf, n);
+		if (r < 0)
+			return fail_entry(ap, -r, "cannot be written: %s", strerror(-r));
+		pos += (int64_t)n;
+		got += n;
+		if (ap->progress && ap->progress->fn && (got & ((8 << 20) - 1)) < n)
+			ap->progress->fn(ap->progress->userdata, rec->fed, ap->entries);
+	}
+	if (pos < size && ftruncate(fd, size) < 0)
+		return fail_entry(ap, errno, "cannot be extended: %m");
+	if (record) {
+		if (got != (uint64_t)size)
+			rec_abandon(rec);
+		else if ((r = tarsplit_add_file(rec->ts, tarname, size, crc)) < 0)
+			return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+	} else if (rec->ts && !rec->broken) {
+		if (sparse) {
+			/* Sparse data stays in segments: flush what libarchive has consumed. */
+			r = rec_segment_until(rec, (uint64_t)archive_filter_bytes(a, 0));
+			if (r < 0)
+				return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+		}
+		if ((r = tarsplit_add_file(rec->ts, tarname, 0, 0)) < 0)
+			return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+	}
+	ap->size += size;
+	return set_meta(ap, e, fd, pfd, base, false);
+}
+
+/* The target of a symlink at @clean must stay in the layer, as Docker checks it. */
+static bool symlink_stays(const char *clean, const char *target)
+{
+	_cleanup_free_ char *joined = NULL;
+	char buf[PATH_MAX];
+	const char *slash = strrchr(clean, '/');
+
+	if (target[0] == '/')
+		return true; /* resolved inside the layer, as in Docker's chroot */
+	if (asprintf(&joined, "%.*s/%s", slash ? (int)(slash - clean) : 0, clean, target) < 0)
+		return false;
+	return tar_path_clean(joined, buf, sizeof(buf)) >= 0;
+}
+
+static int check_whiteout_names(struct apply *ap, const char *clean, bool is_reg)
+{
+	const char *p = clean;
+	bool first = true;
+
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		if (!slash)
+			break;
+		/* Only aufs's own root-level metadata directories hold files. */
+		if (!strncmp(p, WH_PREFIX, WH_PREFIX_LEN) &&
+		    !(first && !strncmp(p, WH_META_PREFIX, WH_META_PREFIX_LEN)))
+			return fail_entry(ap, EBADMSG, "is below a whiteout");
+		p = slash + 1;
+		first = false;
+	}
+	if (wh_target(p) && !is_reg)
+		return fail_entry(ap, EBADMSG, "is a whiteout but not a regular file");
+	return 0;
+}
+
+static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry *e,
+		       struct recorder *rec)
+{
+	char clean[PATH_MAX];
+	const char *name = archive_entry_pathname(e);
+	const char *hardlink, *symlink;
+	mode_t type = archive_entry_filetype(e);
+	int64_t size = archive_entry_size(e);
+	int r, pfd;
+
+	if (!name)
+		name = archive_entry_pathname_utf8(e);
+	if (!name)
+		return strata_fail(ap->err, EBADMSG, "apply '%s': an entry has no name", ap->id);
+	ap->name = name;
+	hardlink = archive_entry_hardlink(e);
+	if (!hardlink)
+		hardlink = archive_entry_hardlink_utf8(e);
+	symlink = archive_entry_symlink(e);
+	if (!symlink)
+		symlink = archive_entry_symlink_utf8(e);
+
+	r = tar_path_clean(name, clean, sizeof(clean));
+	if (r == -EXDEV)
+		return fail_entry(ap, EXDEV, "leaves the layer");
+	if (r < 0)
+		return fail_entry(ap, -r, "has a name too long");
+	if (size < 0 || size > SIZE_LIMIT)
+		return fail_entry(ap, EBADMSG, "has a bad size %lld", (long long)size);
+	if (!*clean) {
+		/* The layer itself: Docker skips it. */
+		if (type != AE_IFDIR || hardlink)
+			return fail_entry(ap, EBADMSG, "is the layer's root but not a directory");
+		if (rec->ts && !rec->broken)
+			return tarsplit_add_file(rec->ts, name, 0, 0);
+		return 0;
+	}
+	r = strset_add(&ap->seen, clean);
+	if (r < 0)
+		return -ENOMEM;
+	if (r == 0)
+		return fail_entry(ap, EEXIST, "appears twice");
+	r = check_whiteout_names(ap, clean, type == AE_IFREG && !hardlink);
+	if (r < 0)
+		return r;
+
+	char *slash = strrchr(clean, '/');
+	const char *base = slash ? slash + 1 : clean;
+	if (slash)
+		*slash = '\0';
+	pfd = open_parent(ap, slash ? clean : "");
+	if (slash)
+		*slash = '/';
+	if (pfd == -ENOTDIR || pfd == -ELOOP)
+		return fail_entry(ap, -pfd, "is below something that is not a directory");
+	if (pfd < 0)
+		return fail_entry(ap, -pfd, "has no parent directory: %s", strerror(-pfd));
+
+	if (hardlink) {
+		char tclean[PATH_MAX];
+		if (size > 0)
+			return fail_entry(ap, EBADMSG, "is a hard link with data");
+		r = tar_path_clean(hardlink, tclean, sizeof(tclean));
+		if (r == -EXDEV || (r == 0 && *hardlink))
+			return fail_entry(ap, EXDEV, "links to '%s', outside the layer", hardlink);
+		if (r <= 0)
+			return fail_entry(ap, EBADMSG, "links to a bad name");
+		_cleanup_close_ int tfd = layer_openat(ap->layer_fd, tclean, O_PATH | O_NOFOLLOW, 0);
+		if (tfd < 0)
+			return fail_entry(ap, -tfd, "links to '%s': %s", hardlink, strerror(-tfd));
+		struct stat st;
+		if (fstat(tfd, &st) < 0 || S_ISDIR(st.st_mode))
+			return fail_entry(ap, EPERM, "links to a directory");
+		for (int tries = 0;; tries++) {
+			r = linkat(tfd, "", pfd, base, AT_EMPTY_PATH);
+			if (r < 0 && (errno == ENOENT || errno == EPERM)) {
+				/* No CAP_DAC_READ_SEARCH: go through the fd's magic link. */
+				char proc[64];
+				snprintf(proc, sizeof(proc), "/proc/self/fd/%d", tfd);
+				r = linkat(AT_FDCWD, proc, pfd, base, AT_SYMLINK_FOLLOW);
+			}
+			if (r == 0 || errno != EEXIST || tries > 0)
+				break;
+			if ((r = replace(ap, pfd, base)) < 0)
+				return r;
+		}
+		if (r < 0)
+			return fail_entry(ap, errno, "cannot link to '%s': %m", hardlink);
+		if (rec->ts && !rec->broken && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
+			return r;
+		return set_meta(ap, e, -1, pfd, base, S_ISLNK(st.st_mode));
+	}
+
+	switch (type) {
+	case AE_IFREG:
+		return write_file(ap, a, e, rec, pfd, base, name);
+	case AE_IFDIR: {
+		r = mkdirat(pfd, base, 0700);
+		if (r < 0 && errno == EEXIST) {
+			struct stat st;
+			if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+				if ((r = replace(ap, pfd, base)) < 0)
+					return r;
+				r = mkdirat(pfd, base, 0700);
+			} else
+				r = 0; /* directories merge */
+		}
+		if (r < 0)
+			return fail_entry(ap, errno, "cannot be made: %m");
+		_cleanup_close_ int dfd =
+			openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0)
+			return fail_entry(ap, errno, "cannot be opened: %m");
+		if (rec->ts && !rec->broken && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
+			return r;
+		r = set_meta(ap, e, dfd, pfd, base, false);
+		if (r < 0)
+			return r;
+		struct dirtime *d = &ap->dirs[ap->n_dirs];
+		if (!(d->path = strdup(clean)))
+			return -ENOMEM;
+		d->ts[1].tv_sec = archive_entry_mtime(e);
+		d->ts[1].tv_nsec = archive_entry_mtime_nsec(e);
+		d->ts[0] = d->ts[1];
+		if (archive_entry_atime_is_set(e) && archive_entry_atime(e) > d->ts[1].tv_sec) {
+			d->ts[0].tv_sec = archive_entry_atime(e);
+			d->ts[0].tv_nsec = archive_entry_atime_nsec(e);
+		}
+		ap->n_dirs++;
+		return 0;
+	}
+	case AE_IFLNK:
+		if (!symlink || !*symlink)
+			return fail_entry(ap, EBADMSG, "is a symlink to nothing");
+		if (!symlink_stays(clean, symlink))
+			return fail_entry(ap, EXDEV, "is a symlink to '%s', outside the layer",
+					  symlink);
+		for (int tries = 0;; tries++) {
+			r = symlinkat(symlink, pfd, base);
+			if (r == 0 || errno != EEXIST || tries > 0)
+				break;
+			if ((r = replace(ap, pfd, base)) < 0)
+				return r;
+		}
+		if (r < 0)
+			return fail_entry(ap, errno, "cannot be made: %m");
+		if (rec->ts && !rec->broken && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
+			return r;
+		ap->size += (int64_t)strlen(symlink);
+		return set_meta(ap, e, -1, pfd, base, true);
+	case AE_IFCHR:
+	case AE_IFBLK:
+	case AE_IFIFO: {
+		dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e),
+							   archive_entry_rdevminor(e));
+		for (int tries = 0;; tries++) {
+			r = mknodat(pfd, base, type | 0600, dev);
+			if (r == 0 || errno != EEXIST || tries > 0)
+				break;
+			if ((r = replace(ap, pfd, base)) < 0)
+				return r;
+		}
+		if (rec->ts && !rec->broken) {
+			int r2 = tarsplit_add_file(rec->ts, name, 0, 0);
+			if (r2 < 0)
+				return r2;
+		}
+		/* Devices cannot be made in a user namespace: Docker skips them there. */
+		if (r < 0 && errno == EPERM && type != AE_IFIFO)
+			return 0;
+		if (r < 0)
+			return fail_entry(ap, errno, "cannot be made: %m");
+		return set_meta(ap, e, -1, pfd, base, false);
+	}
+	default:
+		return fail_entry(ap, EBADMSG, "has a type strata does not unpack (mode %o)",
+				  (unsigned)type);
+	}
+}
+
+static int apply_dir_times(struct apply *ap)
+{
+	for (size_t i = 0; i < ap->n_dirs; i++) {
+		_cleanup_close_ int fd = layer_openat(ap->layer_fd, ap->dirs[i].path,
+						      O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+		if (fd < 0 || futimens(fd, ap->dirs[i].ts) < 0) {
+			ap->name = ap->dirs[i].path;
+			return fail_entry(ap, fd < 0 ? -fd : errno, "cannot get its times: %s",
+					  strerror(fd < 0 ? -fd : errno));
+		}
+	}
+	return 0;
+}
+
+static bool dir_is_empty(int fd)
+{
+	int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return false;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			return false;
+	return true;
+}
+
+/* The tar proper: every entry, then the directory times, then the rest of the stream. */
+static int unpack(struct apply *ap, struct recorder *rec)
+{
+	_cleanup_(archive_read_freep) struct archive *a = archive_read_new();
+	struct archive_entry *e;
+	int r;
+
+	if (!a)
+		return strata_fail(ap->err, ENOMEM, "apply '%s': out of memory", ap->id);
+	archive_read_support_format_tar(a);
+	/* An empty stream is an empty layer, as Go's tar reader has it. */
+	archive_read_support_format_empty(a);
+	if (archive_read_open(a, rec, NULL, tar_read_cb, NULL) != ARCHIVE_OK)
+		goto damaged;
+	for (;;) {
+		r = archive_read_next_header(a, &e);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+			goto damaged;
+		if (archive_entry_filetype(e) == 0 && !archive_entry_hardlink(e))
+			archive_entry_set_filetype(e, AE_IFREG);
+		if ((r = rec_segment_until(rec, (uint64_t)archive_filter_bytes(a, 0))) < 0)
+			return strata_fail(ap->err, r, "apply '%s': cannot record: %s", ap->id,
+					   strerror(-r));
+		if (rec->drop_until > (uint64_t)archive_filter_bytes(a, 0))
+			rec_abandon(rec);
+		r = apply_entry(ap, a, e, rec);
+		if (r < 0)
+			return r;
+		snprintf(ap->last, sizeof(ap->last), "%s", ap->name);
+		ap->entries++;
+		if (ap->progress && ap->progress->fn)
+			ap->progress->fn(ap->progress->userdata, rec->fed, ap->entries);
+	}
+	r = apply_dir_times(ap);
+	if (r < 0)
+		return r;
+	/* Whatever follows the end of the archive belongs to the record too. */
+	for (;;) {
+		const void *buf;
+		ssize_t n = input_next(rec->in, &buf);
+		if (n < 0)
+			return strata_fail(ap->err, (int)n, "apply '%s': cannot read the tar stream: %s",
+					   ap->id, strerror((int)-n));
+		if (n == 0)
+			break;
+		rec_append(rec, buf, (size_t)n);
+	}
+	if ((r = rec_segment_until(rec, rec->fed)) < 0)
+		return strata_fail(ap->err, r, "apply '%s': cannot record: %s", ap->id,
+				   strerror(-r));
+	if (ap->progress && ap->progress->fn)
+		ap->progress->fn(ap->progress->userdata, rec->fed, ap->entries);
+	return 0;
+
+damaged:
+	if (rec->error)
+		return strata_fail(ap->err, rec->error, "apply '%s': cannot read the tar stream: %s",
+				   ap->id, strerror(-rec->error));
+	if (archive_format(a) == 0)
+		return strata_fail(ap->err, EBADMSG, "apply '%s': not a tar stream: %s", ap->id,
+				   archive_error_string(a) ? archive_error_string(a) : "unknown");
+	if (ap->entries == 0)
+		return strata_fail(ap->err, EBADMSG, "apply '%s': damaged tar at its first entry: %s",
+				   ap->id, archive_error_string(a) ? archive_error_string(a) : "");
+	return strata_fail(ap->err, EBADMSG, "apply '%s': damaged tar after entry '%.240s': %s",
+			   ap->id, ap->last, archive_error_string(a) ? archive_error_string(a) : "");
+}
+
+_public_ int strata_diff_apply(struct strata *s, const char *id, const char *parent, int fd,
+			       const struct strata_progress *progress, unsigned flags,
+			       int64_t *ret_size, struct strata_error **err)
+{
+	_cleanup_close_ int lock = -1, layer_fd = -1;
+	struct input in = { .fd = -1 };
+	struct recorder rec = { .in = &in };
+	struct apply ap = { .s = s, .id = id, .err = err, .cache_fd = -1, .progress = progress };
+	bool fast, fresh;
+	int r;
+
+	r = strata_check_id("apply", id, err);
+	if (r < 0)
+		return r;
+	r = store_ensure_state(s, err);
+	if (r < 0)
+		return r;
+	lock = store_lock(s, id, LOCK_EX);
+	if (lock < 0)
+		return strata_fail(err, lock, "apply '%s': cannot lock: %s", id, strerror(-lock));
+	r = diff_is_parent(s, "apply", id, parent, &fast, err);
+	if (r < 0)
+		return r;
+	if (!fast)
+		return strata_fail(err, EOPNOTSUPP,
+				   "apply '%s': parent '%s' is not the layer's parent: that needs the changes engine",
+				   id, strempty(parent));
+	layer_fd = openat(s->diff_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (layer_fd < 0)
+		return strata_fail(err, errno, "apply '%s': cannot open '%s/diff/%s': %m", id,
+				   s->root, id);
+	/* A record describes the whole layer: only a first apply into an empty one makes one. */
+	r = tarsplit_remove(s, id);
+	if (r < 0)
+		return strata_fail(err, r, "apply '%s': cannot drop its old tar-split record: %s",
+				   id, strerror(-r));
+	fresh = dir_is_empty(layer_fd);
+	ap.layer_fd = layer_fd;
+	ap.root_uid = (uint32_t)s->root_uid;
+	ap.root_gid = (uint32_t)s->root_gid;
+	ap.map = store_layer_idmap(s);
+
+	r = input_open(&in, fd);
+	if (r < 0) {
+		input_close(&in);
+		return strata_fail(err, r, "apply '%s': cannot read the tar stream: %s", id,
+				   r == -EBADMSG ? "damaged compressed data" : strerror(-r));
+	}
+	if (fresh && !(flags & STRATA_DIFF_NO_TARSPLIT)) {
+		r = tarsplit_writer_new(s, &rec.ts);
+		if (r < 0) {
+			input_close(&in);
+			return strata_fail(err, r, "apply '%s': cannot start a tar-split record: %s",
+					   id, strerror(-r));
+		}
+	}
+	r = unpack(&ap, &rec);
+	if (r == 0 && rec.ts && !rec.broken) {
+		r = tarsplit_writer_commit(rec.ts, id);
+		if (r < 0)
+			r = strata_fail(err, r, "apply '%s': cannot save its tar-split record: %s", id,
+					strerror(-r));
+	}
+	tarsplit_writer_free(rec.ts);
+	free(rec.spool);
+	input_close(&in);
+	drop_parent_cache(&ap);
+	strset_free(&ap.seen);
+	for (size_t i = 0; i < ap.n_dirs; i++)
+		free(ap.dirs[i].path);
+	free(ap.dirs);
+	if (r < 0)
+		return r;
+	if (ret_size) {
+		if (fresh)
+			*ret_size = ap.size;
+		else if ((r = diff_size_at(layer_fd, ret_size)) < 0)
+			return strata_fail(err, r, "apply '%s': cannot measure: %s", id, strerror(-r));
+	}
+	return 0;
+}

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Layer I/O internals: tar names, id maps, CRC-64, tar-split records, safe opens in a layer. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "strata-private.h"
+
+/* ---- tar names (tarpath.c) ---- */
+
+/*
+ * Cleans a name from a tar as Go's filepath.Clean does, relative to the layer:
+ * leading '/' and "./" go, "a/../b" becomes "b", a trailing '/' goes. Writes
+ * the result to @buf ("" for the layer's root). Returns its length, -EXDEV when
+ * a ".." climbs above the layer, -ENAMETOOLONG when it does not fit.
+ */
+int tar_path_clean(const char *name, char *buf, size_t size);
+
+/*
+ * Opens @path (a cleaned name) below the layer directory @layer_fd with @flags,
+ * resolving every symlink inside the layer (RESOLVE_IN_ROOT), never through
+ * /proc magic links. Without openat2(), a symlink anywhere on the path is
+ * -ELOOP. Returns an fd or -errno. "" opens the layer itself.
+ */
+int layer_openat(int layer_fd, const char *path, int flags, mode_t mode);
+
+/* ---- id maps (idmap.c) ---- */
+
+/*
+ * A store's uid and gid maps (Docker's IdentityMapping). Empty maps map every
+ * id to itself. root_uid/root_gid are the host ids of container root.
+ */
+struct idmap {
+	const struct strata_idmap *uid;
+	size_t n_uid;
+	const struct strata_idmap *gid;
+	size_t n_gid;
+};
+
+/* The store's maps, as layer I/O uses them (borrowed from @s). */
+static inline struct idmap store_layer_idmap(const struct strata *s)
+{
+	return (struct idmap){ s->idmap.uid, s->idmap.n_uid, s->idmap.gid, s->idmap.n_gid };
+}
+
+/* Container id @id to host id through @m (n == 0: unchanged). -ERANGE when unmapped. */
+int idmap_to_host(const struct strata_idmap *m, size_t n, uint32_t id, uint32_t *ret);
+/* The inverse of idmap_to_host(). */
+int idmap_to_container(const struct strata_idmap *m, size_t n, uint32_t id, uint32_t *ret);
+/* The host uid and gid of container root (0:0 without maps). */
+void idmap_root_pair(const struct idmap *m, uint32_t *ret_uid, uint32_t *ret_gid);
+/*
+ * Docker's IdentityMapping.ToHost: a uid (gid) that already equals the root
+ * pair's is left alone, any other is mapped. -ERANGE names no field: the
+ * caller says which id failed.
+ */
+int idmap_pair_to_host(const struct idmap *m, uint32_t *uid, uint32_t *gid);
+int idmap_pair_to_container(const struct idmap *m, uint32_t *uid, uint32_t *gid);
+
+/* ---- CRC-64/ISO, as Go's hash/crc64 with crc64.ISO (crc64.c) ---- */
+
+uint64_t crc64_iso_update(uint64_t crc, const void *data, size_t len);
+
+/* ---- tar-split records (tarsplit.c) ---- */
+
+#define TARSPLIT_DIR "tarsplit"
+
+/*
+ * A record being written: vbatts/tar-split's JSON lines, gzip'd. Entries are
+ * numbered in order ("position"). Segments hold raw tar bytes that are not file
+ * content; a file entry holds a file's name as in the tar, its size and the
+ * CRC-64/ISO of its content.
+ */
+struct tarsplit_writer;
+
+/* Starts a record for layer @id in a temporary file under .strata/tmp. */
+int tarsplit_writer_new(struct strata *s, struct tarsplit_writer **ret);
+int tarsplit_add_segment(struct tarsplit_writer *w, const void *data, size_t len);
+/* @name: raw bytes of the name; @size > 0 gives @crc as payload, else payload null. */
+int tarsplit_add_file(struct tarsplit_writer *w, const char *name, int64_t size, uint64_t crc);
+/* Finishes the record and moves it to .strata/tarsplit/<id>.json.gz. */
+int tarsplit_writer_commit(struct tarsplit_writer *w, const char *id);
+/* Drops an unfinished record; NULL is allowed. */
+void tarsplit_writer_free(struct tarsplit_writer *w);
+
+/* The gzip'd record of @id opened for reading, or -ENOENT. */
+int tarsplit_open(struct strata *s, const char *id);
+
+/*
+ * Removes the record of layer @id (missing is fine). The store calls it when the
+ * layer is removed, and whenever the layer's files may change behind the record.
+ */
+int tarsplit_remove(struct strata *s, const char *id);
+
+/*
+ * Rebuilds the tar described by the gzip'd record on @record_fd (owned by the
+ * call) into @out_fd, taking file contents from the layer directory
+ * @layer_fd. A file whose size or CRC-64 differs is -EBADMSG, with its name in
+ * *@ret_bad (freed by the caller). @progress may be NULL.
+ */
+int tarsplit_assemble(int record_fd, int layer_fd, int out_fd,
+		      const struct strata_progress *progress, char **ret_bad);
+
+/* ---- shared by apply and export (export.c) ---- */
+
+/*
+ * Docker's isParent: *@ret_fast is true when @parent (NULL: the layer's own)
+ * is the layer's direct parent, or the layer has none. Fails with a message
+ * for @op when the layer does not exist.
+ */
+int diff_is_parent(struct strata *s, const char *op, const char *id, const char *parent,
+		   bool *ret_fast, struct strata_error **err);
+
+/* Docker's directory.Size of the tree open as @layer_fd. */
+int diff_size_at(int layer_fd, int64_t *ret);

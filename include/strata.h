@@ -207,7 +207,9 @@ STRATA_EXPORT int strata_layer_metadata(struct strata *s, const char *id, struct
  *               layer, mnt/<id> for a layer with parents.
  *
  * Only the first of several calls mounts; the count is shared by every process
- * that opens the store. Errors: -ENOENT (no such layer), -EOPNOTSUPP (no union
+ * that opens the store. The layer's files may change through the returned path
+ * from then on, so its tar-split record is dropped: a later strata_diff_export()
+ * writes a fresh tar instead of the applied one. Errors: -ENOENT (no such layer), -EOPNOTSUPP (no union
  * mount engine for a layer with parents). A failed call changes no count.
  */
 STRATA_EXPORT int strata_mount_get(struct strata *s, const char *id, const char *mount_label,

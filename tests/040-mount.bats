@@ -225,3 +225,20 @@ daemon_pid() {
 	[ -z "$(mount_of "$ROOT/mnt/kid")" ]
 	[ -z "$(ls "$ROOT/.strata/pids" 2>/dev/null)" ]
 }
+
+@test "writing through a mount drops the byte-exact record: diff then shows what was written" {
+	mkdir -p "$TEST_DIR/src/etc"
+	echo one >"$TEST_DIR/src/etc/a"
+	tar -C "$TEST_DIR/src" -cf "$TEST_DIR/l.tar" etc
+	strata create base
+	strata create kid --parent base
+	strata apply kid "$TEST_DIR/l.tar" >/dev/null
+	strata diff kid -o "$TEST_DIR/out1.tar"
+	cmp "$TEST_DIR/l.tar" "$TEST_DIR/out1.tar"
+	dir=$(strata mount kid)
+	echo two >"$dir/etc/b"
+	strata unmount kid
+	strata diff kid -o "$TEST_DIR/out2.tar"
+	tar -tf "$TEST_DIR/out2.tar" | grep -qx 'etc/b'
+	tar -tf "$TEST_DIR/out2.tar" | grep -qx 'etc/a'
+}

@@ -657,11 +657,11 @@ static int changes_naive(struct strata *s, const char *id, const char *parent,
 	_cleanup_close_ int nfd = -1, ofd = -1;
 	int r;
 
-	r = strata_mount_get(s, id, NULL, &new_path, err);
+	r = mount_get(s, id, NULL, /* for_write= */ false, &new_path, err);
 	if (r < 0)
 		return r;
 	if (!isempty(parent)) {
-		r = strata_mount_get(s, parent, NULL, &old_path, err);
+		r = mount_get(s, parent, NULL, /* for_write= */ false, &old_path, err);
 		if (r < 0)
 			goto put_new;
 		ofd = open(old_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

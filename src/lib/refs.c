@@ -22,6 +22,7 @@
 
 #include "engine.h"
 #include "fsutil.h"
+#include "layerio.h"
 #include "ids.h"
 #include "strata-private.h"
 
@@ -130,6 +131,12 @@ static int engine_mount_locked(struct strata *s, const char *op, const char *id,
 _public_ int strata_mount_get(struct strata *s, const char *id, const char *mount_label,
 			      char **ret_path, struct strata_error **err)
 {
+	return mount_get(s, id, mount_label, /* for_write= */ true, ret_path, err);
+}
+
+int mount_get(struct strata *s, const char *id, const char *mount_label, bool for_write,
+	      char **ret_path, struct strata_error **err)
+{
 	_cleanup_strv_free_ char **parents = NULL;
 	_cleanup_close_ int lock = -1;
 	_cleanup_free_ char *path = NULL;
@@ -180,6 +187,16 @@ _public_ int strata_mount_get(struct strata *s, const char *id, const char *moun
 		case MS_FOREIGN:
 			return strata_fail(err, EBUSY, "mount '%s': '%s' is already a mount point of another kind",
 					   id, path);
+		}
+	}
+	if (for_write) {
+		/* Its files may change from now on: the byte-exact record would lie. */
+		r = tarsplit_remove(s, id);
+		if (r < 0) {
+			if (mounted_now)
+				(void)s->engine->unmount(s, id, path, NULL);
+			return strata_fail(err, r, "mount '%s': cannot drop its tar-split record: %s",
+					   id, strerror(-r));
 		}
 	}
 	r = refs_set_locked(s, id, count + 1);

@@ -101,6 +101,12 @@ char *layer_mnt_path(struct strata *s, const char *id);
 int refs_get_locked(struct strata *s, const char *id);
 int refs_set_locked(struct strata *s, const char *id, int count);
 
+/*
+ * strata_mount_get(); @for_write false is for the library's own reads (naive
+ * changes), which leave the layer's tar-split record alone.
+ */
+int mount_get(struct strata *s, const char *id, const char *mount_label, bool for_write,
+	      char **ret_path, struct strata_error **err);
 /* Unmounts layer @id (whatever its count) and forgets its count. The caller holds its lock. */
 int mount_release_all_locked(struct strata *s, const char *id, struct strata_error **err);
 /* How many mount points under mnt/ are dead (their FUSE daemon gone). */

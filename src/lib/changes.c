@@ -677,10 +677,21 @@ static int changes_naive(struct strata *s, const char *id, const char *parent,
 		r = strata_fail(err, r, "changes '%s': cannot compare with '%s': %s", id,
 				strempty(parent), strerror(-r));
 put_old:
-	if (old_path)
-		(void)strata_mount_put(s, parent, NULL);
-put_new:
-	(void)strata_mount_put(s, id, NULL);
+	/* Nothing of ours may stay open in the mounts, or they are busy. */
+	if (nfd >= 0)
+		close(TAKE_FD(nfd));
+	if (ofd >= 0)
+		close(TAKE_FD(ofd));
+	if (old_path) {
+		int q = strata_mount_put(s, parent, r < 0 ? NULL : err);
+		if (r == 0)
+			r = q;
+	}
+put_new: {
+	int q = strata_mount_put(s, id, r < 0 ? NULL : err);
+	if (r == 0)
+		r = q;
+}
 	return r;
 }
 

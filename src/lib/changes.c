@@ -19,6 +19,8 @@
 #include <sys/xattr.h>
 
 #include "changes.h"
+#include "hashset.h"
+#include "naive.h"
 #include "whiteout.h"
 
 /* ---- the change list ---- */
@@ -53,73 +55,6 @@ _public_ void strata_changes_free(struct strata_change *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(v[i].path);
 	free(v);
-}
-
-/* ---- a set of strings (Docker's changedDirs) ---- */
-
-struct strset {
-	char **slot;
-	size_t cap, n;
-};
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-static bool strset_has(const struct strset *set, const char *s)
-{
-	if (!set->cap)
-		return false;
-	for (size_t i = hash_str(s) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
-		if (!set->slot[i])
-			return false;
-		if (!strcmp(set->slot[i], s))
-			return true;
-	}
-}
-
-static int strset_add(struct strset *set, const char *s)
-{
-	if (strset_has(set, s))
-		return 0;
-	if ((set->n + 1) * 2 > set->cap) {
-		size_t ncap = set->cap ? set->cap * 2 : 256;
-		char **ns = calloc(ncap, sizeof(char *));
-		if (!ns)
-			return -ENOMEM;
-		for (size_t i = 0; i < set->cap; i++) {
-			if (!set->slot[i])
-				continue;
-			size_t j = hash_str(set->slot[i]) & (ncap - 1);
-			while (ns[j])
-				j = (j + 1) & (ncap - 1);
-			ns[j] = set->slot[i];
-		}
-		free(set->slot);
-		set->slot = ns;
-		set->cap = ncap;
-	}
-	char *d = strdup(s);
-	if (!d)
-		return -ENOMEM;
-	size_t j = hash_str(s) & (set->cap - 1);
-	while (set->slot[j])
-		j = (j + 1) & (set->cap - 1);
-	set->slot[j] = d;
-	set->n++;
-	return 0;
-}
-
-static void strset_clear(struct strset *set)
-{
-	for (size_t i = 0; i < set->cap; i++)
-		free(set->slot[i]);
-	free(set->slot);
-	*set = (struct strset){ 0 };
 }
 
 /* ---- directory listing ---- */
@@ -653,45 +588,16 @@ static int open_diff_dirs(struct strata *s, char **ids, int **ret, size_t *ret_n
 static int changes_naive(struct strata *s, const char *id, const char *parent,
 			 struct change_list *out, struct strata_error **err)
 {
-	_cleanup_free_ char *new_path = NULL, *old_path = NULL;
-	_cleanup_close_ int nfd = -1, ofd = -1;
-	int r;
+	struct naive n;
+	int r = naive_open(s, "changes", id, parent, &n, err);
 
-	r = mount_get(s, id, NULL, /* for_write= */ false, &new_path, err);
 	if (r < 0)
 		return r;
-	if (!isempty(parent)) {
-		r = mount_get(s, parent, NULL, /* for_write= */ false, &old_path, err);
-		if (r < 0)
-			goto put_new;
-		ofd = open(old_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (ofd < 0) {
-			r = strata_fail(err, errno, "changes '%s': cannot open '%s': %m", id, old_path);
-			goto put_old;
-		}
-	}
-	nfd = open(new_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (nfd < 0)
-		r = strata_fail(err, errno, "changes '%s': cannot open '%s': %m", id, new_path);
-	else if ((r = changes_dirs(nfd, ofd, out)) < 0)
-		r = strata_fail(err, r, "changes '%s': cannot compare with '%s': %s", id,
-				strempty(parent), strerror(-r));
-put_old:
-	/* Nothing of ours may stay open in the mounts, or they are busy. */
-	if (nfd >= 0)
-		close(TAKE_FD(nfd));
-	if (ofd >= 0)
-		close(TAKE_FD(ofd));
-	if (old_path) {
-		int q = strata_mount_put(s, parent, r < 0 ? NULL : err);
-		if (r == 0)
-			r = q;
-	}
-put_new: {
-	int q = strata_mount_put(s, id, r < 0 ? NULL : err);
-	if (r == 0)
-		r = q;
-}
+	*out = n.changes;
+	n.changes = (struct change_list){ 0 };
+	r = naive_close(&n, err);
+	if (r < 0)
+		change_list_clear(out);
 	return r;
 }
 

@@ -340,6 +340,8 @@ int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data)
 		return 0;
 	if (!node->parent)
 		return 0;
+	if (!node->hashed)
+		return -ESTALE; /* unlinked from a lower branch: no name to copy it up to */
 	r = sfs_copy_up(fs, node->parent, true);
 	if (r < 0)
 		return r;

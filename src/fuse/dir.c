@@ -315,7 +315,16 @@ int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, con
 		return r;
 	remove_aufs_whiteout(fs, dpath, name);
 	sfs_dir_changed(fs, dir);
-	return attach_upper(fs, dir, name, path, e);
+	/* the kernel expects the linked inode back: it then updates that inode's link count */
+	struct stat st;
+	r = sfs_getattr(fs, node, &st);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&fs->table_lock);
+	node->nlookup++;
+	pthread_mutex_unlock(&fs->table_lock);
+	sfs_fill_entry(fs, node, &st, e);
+	return 0;
 }
 
 /* Moves an upper directory out of the way into the scratch dir and removes it there. */
@@ -382,6 +391,8 @@ int sfs_unlink(struct sfs_fs *fs, struct sfs_node *dir, const char *name, bool i
 		goto out;
 	bool need_wh = r;
 
+	if (!is_dir)
+		sfs_node_pin(fs, node);
 	if (fs->wh_format == SFS_WH_AUFS) {
 		/* whiteout first: a crash in between leaves the name hidden, never half gone */
 		if (need_wh) {
@@ -415,7 +426,11 @@ static bool same_object(struct sfs_node *a, struct sfs_node *b)
 	return a == b || (a->type != S_IFDIR && a->ino == b->ino);
 }
 
-/* RENAME, never EXDEV: a lower directory's subtree is copied up first. */
+/*
+ * RENAME, never EXDEV: a lower directory's subtree is copied up first. Returns 1 when both
+ * names are links of one inode: nothing changes, but the kernel, which sees two inodes,
+ * believes the source name gone.
+ */
 int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 	       struct sfs_node *ndir, const char *nname, unsigned flags)
 {
@@ -448,7 +463,7 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 			goto out;
 		}
 		if (same_object(src, dst)) {
-			r = 0;
+			r = 1; /* POSIX: nothing to do; the kernel must be told (see ops.c) */
 			goto out;
 		}
 		if (src->type == S_IFDIR && dst->type != S_IFDIR) {
@@ -503,6 +518,8 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 		goto out;
 	bool need_wh = r;
 
+	if (dst && dst->type != S_IFDIR)
+		sfs_node_pin(fs, dst);
 	if (dst && dst->bindex == 0 && !dst->plnk) {
 		forget_upper_ino(fs, npath);
 		if (dst->type == S_IFDIR) {
@@ -550,7 +567,7 @@ int sfs_readlink(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t siz
 	r = sfs_backing_at(fs, node, &dfd, path, sizeof(path));
 	if (r < 0)
 		return r;
-	ssize_t n = readlinkat(dfd, path, buf, size - 1);
+	ssize_t n = readlinkat(dfd, path, buf, size - 1); /* "" reads an O_PATH fd's link */
 	if (n < 0)
 		return -errno;
 	buf[n] = 0;

@@ -17,6 +17,11 @@ static int open_backing(struct sfs_fs *fs, struct sfs_node *node, int flags)
 	if (r < 0)
 		return r;
 	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY);
+	if (!path[0]) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dfd);
+		return sfs_do_openat(AT_FDCWD, proc, flags & ~O_NOFOLLOW, 0);
+	}
 	return sfs_do_openat(dfd, path, flags | O_NOFOLLOW, 0);
 }
 

@@ -123,10 +123,13 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 	wrlock(fs);
 	int r = sfs_setattr(fs, NODE(fs, ino), attr, to_set, fi ? FILE_OF(fi) : NULL, &st);
 	unlock(fs);
-	if (r < 0)
+	if (r < 0) {
 		fuse_reply_err(req, -r);
-	else
-		fuse_reply_attr(req, &st, attr_timeout(fs, &st));
+		return;
+	}
+	fuse_reply_attr(req, &st, attr_timeout(fs, &st));
+	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1)
+		sfs_inval_aliases(fs, NODE(fs, ino));
 }
 
 static void sfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -201,7 +204,13 @@ static void sfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	wrlock(fs);
 	int r = sfs_rename(fs, NODE(fs, parent), name, NODE(fs, newparent), newname, flags);
 	unlock(fs);
-	fuse_reply_err(req, -r);
+	fuse_reply_err(req, r < 0 ? -r : 0);
+	if (r == 1) {
+		/* two names of one inode: the kernel moved its dentry; make it look both up again.
+		 * This blocks until the rename syscall has dropped its directory locks. */
+		fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+		fuse_lowlevel_notify_inval_entry(fs->se, newparent, newname, strlen(newname));
+	}
 }
 
 static void sfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -316,8 +325,21 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 
 static void sfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	sfs_release(FS(req), FILE_OF(fi));
+	struct sfs_fs *fs = FS(req);
+	struct sfs_file *f = FILE_OF(fi);
+	struct sfs_node *node = f->node;
+	struct stat st;
+	bool inval = (f->flags & O_ACCMODE) != O_RDONLY && fstat(f->fd, &st) == 0 &&
+		     st.st_nlink > 1;
+
+	if (inval)
+		sfs_node_ref(fs, node);
+	sfs_release(fs, f);
 	fuse_reply_err(req, 0);
+	if (inval) {
+		sfs_inval_aliases(fs, node);
+		sfs_node_unref(fs, node);
+	}
 }
 
 static void sfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,

@@ -53,6 +53,8 @@ struct sfs_node {
 	int *layers;
 	/* Non-directories read through a pseudo-link (a lower hard link whose sibling was copied up). */
 	char *plnk;
+	/* An unlinked non-directory the kernel still uses: O_PATH on what backed it, or -1. */
+	int opath_fd;
 	unsigned gen; /* bumped on copy-up: open handles reopen */
 	uint64_t dversion; /* bumped when a directory's names change */
 	struct sfs_listing *listing;
@@ -149,6 +151,8 @@ int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int
 int sfs_backing_at(struct sfs_fs *fs, struct sfs_node *node, int *ret_dfd, char *buf,
 		   size_t size);
 void sfs_lookup_clear(struct sfs_lookup *lk);
+void sfs_node_pin(struct sfs_fs *fs, struct sfs_node *node);
+void sfs_inval_aliases(struct sfs_fs *fs, struct sfs_node *node);
 
 /* namei.c */
 int sfs_check_name(const char *name);

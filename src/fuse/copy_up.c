@@ -348,9 +348,20 @@ int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data)
 	r = sfs_node_path(node, path, sizeof(path));
 	if (r < 0)
 		return r;
+	/* a copy-up is no change of the parent: keep its times, as overlayfs does */
+	char ppath[PATH_MAX];
+	struct stat pst;
+	bool keep_times = sfs_node_path(node->parent, ppath, sizeof(ppath)) == 0 &&
+			  fstatat(fs->br[0].fd, ppath, &pst, AT_SYMLINK_NOFOLLOW) == 0;
 	if (node->type == S_IFDIR)
-		return copy_up_dir(fs, node, path);
-	return copy_up_file(fs, node, path, with_data);
+		r = copy_up_dir(fs, node, path);
+	else
+		r = copy_up_file(fs, node, path, with_data);
+	if (r == 0 && keep_times) {
+		struct timespec ts[2] = { pst.st_atim, pst.st_mtim };
+		utimensat(fs->br[0].fd, ppath, ts, AT_SYMLINK_NOFOLLOW);
+	}
+	return r;
 }
 
 /*

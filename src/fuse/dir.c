@@ -390,6 +390,7 @@ int sfs_unlink(struct sfs_fs *fs, struct sfs_node *dir, const char *name, bool i
 	if (r < 0)
 		goto out;
 	bool need_wh = r;
+	r = 0;
 
 	if (!is_dir)
 		sfs_node_pin(fs, node);

@@ -4,6 +4,7 @@
  * data, mode, owner, times and xattrs, then renamed into place in the rw branch, so a crash
  * never leaves a half-copied file visible. Parents first.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -276,6 +277,135 @@ static int copy_up_dir(struct sfs_fs *fs, struct sfs_node *node, const char *pat
 	return after_copy_up(fs, node, path);
 }
 
+/* The other names of a lower hard link that the kernel knows read the copy from now on. */
+static void plnk_siblings(struct sfs_fs *fs, struct sfs_node *node, const char *key)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	for (size_t i = 0; i < fs->table_size; i++) {
+		for (struct sfs_node *x = fs->table[i]; x; x = x->hnext) {
+			if (x == node || x->ino != node->ino || x->type != node->type || x->plnk ||
+			    x->bindex == 0)
+				continue;
+			x->plnk = strdup(key);
+			__atomic_add_fetch(&x->gen, 1, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+static void plnk_clear(struct sfs_fs *fs, const char *key)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	for (size_t i = 0; i < fs->table_size; i++) {
+		for (struct sfs_node *x = fs->table[i]; x; x = x->hnext) {
+			if (x->plnk && !strcmp(x->plnk, key)) {
+				free(x->plnk);
+				x->plnk = NULL;
+				__atomic_add_fetch(&x->gen, 1, __ATOMIC_RELEASE);
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+/* Paths in branch @dfd of regular files that are inode @st, but @skip. */
+static int find_links(int dfd, const char *dir, const struct stat *st, const char *skip,
+		      char ***paths, size_t *n)
+{
+	int fd = openat(dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	_cleanup_closedir_ DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	struct dirent *de;
+	int r = 0;
+	while (r == 0 && (de = readdir(d))) {
+		char p[PATH_MAX];
+		struct stat cst;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    wh_is_whiteout(de->d_name))
+			continue;
+		if (snprintf(p, sizeof(p), "%s%s%s", strcmp(dir, ".") ? dir : "",
+			     strcmp(dir, ".") ? "/" : "", de->d_name) >= (int)sizeof(p))
+			continue;
+		if (de->d_type == DT_DIR) {
+			r = find_links(dfd, p, st, skip, paths, n);
+			continue;
+		}
+		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+			continue;
+		if (de->d_ino != st->st_ino && de->d_type != DT_UNKNOWN)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &cst, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    cst.st_ino != st->st_ino || cst.st_dev != st->st_dev || !strcmp(p, skip))
+			continue;
+		char **nv = realloc(*paths, (*n + 1) * sizeof(char *));
+		if (!nv)
+			return -ENOMEM;
+		*paths = nv;
+		if (!(nv[*n] = strdup(p)))
+			return -ENOMEM;
+		(*n)++;
+	}
+	return r;
+}
+
+/* The node for a path of the merged view, with a reference (sfs_node_forget(.., 1)). */
+static int node_at(struct sfs_fs *fs, const char *path, struct sfs_node **ret)
+{
+	char buf[PATH_MAX];
+	struct sfs_node *cur = &fs->root, *prev = NULL;
+	char *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		struct sfs_node *n;
+		if (cur->type != S_IFDIR) {
+			n = NULL;
+		} else if (!(n = sfs_node_find_get(fs, cur, c))) {
+			struct sfs_lookup lk;
+			if (sfs_lookup_name(fs, cur, c, 0, &lk) == 0 && lk.found)
+				n = sfs_node_attach(fs, cur, c, &lk);
+			sfs_lookup_clear(&lk);
+		}
+		if (prev)
+			sfs_node_forget(fs, prev, 1);
+		if (!n)
+			return -ENOENT;
+		prev = cur = n;
+	}
+	*ret = cur;
+	return cur == &fs->root ? -EISDIR : 0;
+}
+
+/*
+ * Copies up the other names of the lower inode @st of branch @bindex that the merged view
+ * shows: they become links of the copy at @path. Scans the branch: hard links are rare.
+ */
+static int link_siblings(struct sfs_fs *fs, int bindex, const struct stat *st, const char *path)
+{
+	char **paths = NULL;
+	size_t n = 0;
+	int r;
+
+	r = find_links(fs->br[bindex].fd, ".", st, path, &paths, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct sfs_node *sib;
+		if (r == 0 && node_at(fs, paths[i], &sib) == 0) {
+			if (sib->type == S_IFREG && sib->bindex == bindex && sib->plnk)
+				r = sfs_copy_up(fs, sib, true);
+			sfs_node_forget(fs, sib, 1);
+		}
+		free(paths[i]);
+	}
+	free(paths);
+	return r;
+}
+
 static int copy_up_file(struct sfs_fs *fs, struct sfs_node *node, const char *path,
 			bool with_data)
 {
@@ -314,6 +444,16 @@ static int copy_up_file(struct sfs_fs *fs, struct sfs_node *node, const char *pa
 		r = sfs_do_linkat(fs->plnk_fd, key, fs->br[0].fd, path);
 		if (r < 0)
 			return r;
+		plnk_siblings(fs, node, key);
+		int b = node->bindex;
+		after_copy_up(fs, node, path);
+		/* the rw branch must hold one inode for all the names, as a layer tar needs */
+		r = link_siblings(fs, b, &st, path);
+		if (r == 0) {
+			sfs_do_unlinkat(fs->plnk_fd, key, 0);
+			plnk_clear(fs, key);
+		}
+		return r;
 	} else {
 		r = sfs_do_renameat(fs->work_fd, tmp, fs->br[0].fd, path, 0);
 		if (r < 0)

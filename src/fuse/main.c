@@ -202,6 +202,10 @@ int main(int argc, char *argv[])
 	}
 	if (!c.has_subtype)
 		fuse_opt_add_arg(&args, "-osubtype=strata-fuse");
+	/* a container's root file system needs its setuid programs and device nodes, as on
+	 * aufs; given first so that the caller's nosuid or nodev wins */
+	if (geteuid() == 0)
+		fuse_opt_insert_arg(&args, 1, "-osuid,dev");
 	/* aufs checks permissions as the backing file system would; so does the kernel here */
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	if (mountpoint)

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define WH ".wh."
@@ -203,7 +205,8 @@ static void apply(const char *src, const char *dst)
 	if (!d)
 		return;
 	snprintf(sp, sizeof(sp), "%s/" OPQ, src);
-	if (access(sp, F_OK) == 0) {
+	char v[4];
+	if (access(sp, F_OK) == 0 || lgetxattr(src, "trusted.overlay.opaque", v, sizeof(v)) == 1) {
 		DIR *dd = opendir(dst);
 		while (dd && (de = readdir(dd))) {
 			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
@@ -233,6 +236,10 @@ static void apply(const char *src, const char *dst)
 		snprintf(dp, sizeof(dp), "%s/%s", dst, de->d_name);
 		if (lstat(sp, &st) < 0)
 			continue;
+		if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
+			rm_rf(dp); /* an overlay whiteout */
+			continue;
+		}
 		if (S_ISDIR(st.st_mode)) {
 			if (lstat(dp, &dst_st) == 0 && !S_ISDIR(dst_st.st_mode))
 				rm_rf(dp);

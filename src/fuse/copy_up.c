@@ -522,6 +522,8 @@ int sfs_copy_up_tree(struct sfs_fs *fs, struct sfs_node *dir)
 	if (r < 0)
 		return r;
 	for (size_t i = 2; i < l->n && r >= 0; i++) {
+		if (!l->ents[i].name)
+			continue;
 		struct sfs_node *child = sfs_node_find_get(fs, dir, l->ents[i].name);
 		if (!child) {
 			struct sfs_lookup lk;

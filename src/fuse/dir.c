@@ -293,12 +293,19 @@ int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, con
 	sfs_lookup_clear(&lk);
 	if (exists)
 		return -EEXIST;
-	r = sfs_copy_up(fs, node, true);
+	/* the name the kernel linked from is gone: link the rw branch's file through its fd */
+	bool orphan = !node->hashed;
+	if (orphan && (node->opath_fd < 0 || node->bindex != 0 || node->plnk))
+		return -ENOENT;
+	r = orphan ? 0 : sfs_copy_up(fs, node, true);
 	if (r == 0)
 		r = sfs_copy_up(fs, dir, true);
 	if (r < 0)
 		return r;
-	r = sfs_node_path(node, opath, sizeof(opath));
+	if (orphan)
+		snprintf(opath, sizeof(opath), "/proc/self/fd/%d", node->opath_fd);
+	else
+		r = sfs_node_path(node, opath, sizeof(opath));
 	if (r == 0)
 		r = sfs_node_path(dir, dpath, sizeof(dpath));
 	if (r == 0)
@@ -310,11 +317,16 @@ int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, con
 		if (r < 0)
 			return r;
 	}
-	r = sfs_do_linkat(fs->br[0].fd, opath, fs->br[0].fd, path);
+	if (orphan)
+		r = linkat(AT_FDCWD, opath, fs->br[0].fd, path, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	else
+		r = sfs_do_linkat(fs->br[0].fd, opath, fs->br[0].fd, path);
 	if (r < 0)
 		return r;
 	remove_aufs_whiteout(fs, dpath, name);
 	sfs_dir_changed(fs, dir);
+	if (orphan)
+		sfs_node_move(fs, node, dir, name); /* a name again */
 	/* the kernel expects the linked inode back: it then updates that inode's link count */
 	struct stat st;
 	r = sfs_getattr(fs, node, &st);

@@ -24,6 +24,8 @@ void sfs_table_init(struct sfs_fs *fs)
 	pthread_mutex_init(&fs->table_lock, NULL);
 	pthread_mutex_init(&fs->dcache_lock, NULL);
 	pthread_mutex_init(&fs->ino_lock, NULL);
+	pthread_mutex_init(&fs->fd_lock, NULL);
+	fs->root.rfd = fs->root.wfd = -1;
 	fs->table_size = 1024;
 	fs->table = calloc(fs->table_size, sizeof(*fs->table));
 	if (!fs->table)
@@ -199,6 +201,15 @@ static void maybe_free_locked(struct sfs_fs *fs, struct sfs_node *node)
 				free(l);
 			}
 		}
+		if (node->rfd >= 0 || node->wfd >= 0) {
+			pthread_mutex_lock(&fs->fd_lock);
+			fs->fd_count -= (node->rfd >= 0) + (node->wfd >= 0);
+			pthread_mutex_unlock(&fs->fd_lock);
+			if (node->rfd >= 0)
+				close(node->rfd);
+			if (node->wfd >= 0)
+				close(node->wfd);
+		}
 		node_free(node);
 		if (!parent)
 			break;
@@ -226,6 +237,7 @@ struct sfs_node *sfs_node_attach(struct sfs_fs *fs, struct sfs_node *parent, con
 		return NULL;
 	}
 	n->opath_fd = -1;
+	n->rfd = n->wfd = -1;
 	n->parent = parent;
 	parent->refs++;
 	n->nlookup = 1;

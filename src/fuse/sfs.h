@@ -55,6 +55,9 @@ struct sfs_node {
 	char *plnk;
 	/* An unlinked non-directory the kernel still uses: O_PATH on what backed it, or -1. */
 	int opath_fd;
+	/* Without OPEN, files are read and written by node: cached fds, see sfs_node_fd(). */
+	int rfd, wfd;
+	unsigned rfd_gen, wfd_gen;
 	unsigned gen; /* bumped on copy-up: open handles reopen */
 	uint64_t dversion; /* bumped when a directory's names change */
 	struct sfs_listing *listing;
@@ -70,6 +73,8 @@ struct sfs_fs {
 	int plnk_fd;    /* pseudo-link directory, -1 until first needed */
 	bool single_fs; /* every branch on one file system: inode numbers are unique as they are */
 	bool is_root;
+	bool no_opendir; /* answer OPENDIR with ENOSYS */
+	bool no_open;    /* answer OPEN with ENOSYS: reads and writes go by node */
 	double timeout;
 	struct fuse_session *se;
 
@@ -77,6 +82,8 @@ struct sfs_fs {
 	pthread_mutex_t table_lock;
 	pthread_mutex_t dcache_lock;
 	pthread_mutex_t ino_lock;
+	pthread_mutex_t fd_lock;
+	long fd_count, fd_max; /* node fds cached, and how many may be */
 	struct sfs_node root;
 	struct sfs_node **table;
 	size_t table_size, table_count;
@@ -102,10 +109,16 @@ struct sfs_dirent {
 	unsigned char type; /* DT_* */
 };
 
+/*
+ * Offsets are indexes into ents: a rebuilt listing keeps the order of the one before, names
+ * gone stay as holes (name NULL) and new names go to the end, so that an offset handed out
+ * before a change still leads to the same place.
+ */
 struct sfs_listing {
 	unsigned refs;
 	uint64_t version;
-	size_t n;
+	size_t n;    /* entries, holes included */
+	size_t live; /* entries with a name */
 	struct sfs_dirent *ents;
 };
 
@@ -168,6 +181,7 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 /* readdir.c */
 int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret);
 void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l);
+void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l);
 void sfs_dir_changed(struct sfs_fs *fs, struct sfs_node *dir);
 int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir);
 
@@ -197,6 +211,7 @@ int sfs_file_from_fd(struct sfs_fs *fs, struct sfs_node *node, int fd, int flags
 void sfs_release(struct sfs_fs *fs, struct sfs_file *f);
 int sfs_file_fd(struct sfs_fs *fs, struct sfs_file *f);
 int sfs_file_fd_locked(struct sfs_fs *fs, struct sfs_file *f);
+int sfs_node_fd(struct sfs_fs *fs, struct sfs_node *node, bool write, bool *ret_close);
 
 /* xattr.c */
 int sfs_getxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, char *buf,

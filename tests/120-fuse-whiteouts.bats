@@ -48,6 +48,8 @@ per_test_setup() { sfs_require; }
 	rm "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/d/x"
 	[ ! -e "$TEST_DIR/mnt/a" ]
 	[ -f "$TEST_DIR/up/.wh.a" ] && [ ! -s "$TEST_DIR/up/.wh.a" ]
+	# as in aufs, whiteouts are hard links of the branch's .wh..wh.aufs
+	[ "$(stat -c %i "$TEST_DIR/up/.wh.a")" = "$(stat -c %i "$TEST_DIR/up/.wh..wh.aufs")" ]
 	[ -f "$TEST_DIR/up/d/.wh.x" ]
 	[ -e "$TEST_DIR/l2/a" ]
 	[ "$(names "$TEST_DIR/mnt/d")" = "sub y" ]

@@ -18,7 +18,7 @@ per_test_setup() { sfs_require; }
 	sfs_mount_small
 	cat "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/d/x" >/dev/null
 	stat "$TEST_DIR/mnt/c" >/dev/null
-	[ "$(names "$TEST_DIR/up")" = ".wh..wh.orph" ]
+	[ "$(names "$TEST_DIR/up")" = ".wh..wh.aufs .wh..wh.orph" ]
 }
 
 @test "fuse: copy-up keeps mode (setuid too), owner, times and xattrs" {
@@ -97,7 +97,7 @@ per_test_setup() { sfs_require; }
 	for f in a c d/x d/y keep/k; do echo >>"$TEST_DIR/mnt/$f"; done
 	[ -z "$(ls -A "$TEST_DIR/up/.wh..wh.orph")" ]
 	run bash -c "cd '$TEST_DIR/up' && find . -path ./.wh..wh.orph -prune -o -print | LC_ALL=C sort | tr '\n' ' '"
-	[ "$output" = ". ./a ./c ./d ./d/x ./d/y ./keep ./keep/k " ]
+	[ "$output" = ". ./.wh..wh.aufs ./a ./c ./d ./d/x ./d/y ./keep ./keep/k " ]
 }
 
 @test "fuse: a big file copies up whole" {

@@ -45,7 +45,10 @@ int sfs_whiteout(struct sfs_fs *fs, const char *dirpath, const char *name)
 		r = join(p, sizeof(p), dirpath, WH_PREFIX, name);
 		if (r < 0)
 			return r;
-		r = sfs_do_mknodat(fs->br[0].fd, p, S_IFREG | 0444, 0);
+		r = fs->wh_base_dfd >= 0 ? sfs_do_linkat(fs->wh_base_dfd, WH_BASE, fs->br[0].fd, p) :
+					    -ENOENT;
+		if (r < 0 && r != -EEXIST) /* EMLINK, or the base went away */
+			r = sfs_do_mknodat(fs->br[0].fd, p, S_IFREG | 0444, 0);
 	}
 	return r == -EEXIST ? 0 : r;
 }
@@ -190,7 +193,6 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 		   struct fuse_entry_param *e, int oflags, int *ret_fd)
 {
 	char dpath[PATH_MAX], path[PATH_MAX];
-	struct sfs_lookup lk;
 	int r;
 
 	r = sfs_check_name(name);
@@ -198,12 +200,13 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 		return r;
 	if (!fs->rw)
 		return -EROFS;
-	r = sfs_lookup_name(fs, dir, name, 0, &lk);
-	if (r < 0)
-		return r;
-	bool exists = lk.found;
-	sfs_lookup_clear(&lk);
-	if (exists)
+	/*
+	 * The kernel asks only for a name it holds a negative entry for, which came from our
+	 * LOOKUP; we are the only writer, so no branch has gained the name since. Only a
+	 * node we know proves otherwise.
+	 */
+	struct sfs_node *old = sfs_node_find(fs, dir, name);
+	if (old)
 		return -EEXIST;
 	r = sfs_copy_up(fs, dir, true);
 	if (r < 0)

@@ -137,6 +137,16 @@ fail:
 	return r;
 }
 
+/*
+ * Another name of a hard-linked file in the rw branch is another kernel inode, which may
+ * change it behind this one's back: no caching there. Lower files change only by copy-up,
+ * after which the kernel is told (sfs_inval_aliases).
+ */
+double sfs_attr_timeout(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st)
+{
+	return (!S_ISDIR(st->st_mode) && st->st_nlink > 1 && node->bindex == 0) ? 0 : fs->timeout;
+}
+
 void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st,
 		    struct fuse_entry_param *e)
 {
@@ -144,8 +154,7 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 	e->ino = sfs_node_id(fs, node);
 	e->attr = *st;
 	e->entry_timeout = fs->timeout;
-	/* another name of the same inode may change it behind the kernel's back */
-	e->attr_timeout = (!S_ISDIR(st->st_mode) && st->st_nlink > 1) ? 0 : fs->timeout;
+	e->attr_timeout = sfs_attr_timeout(fs, node, st);
 }
 
 /* LOOKUP: on success the kernel holds one more reference on the node in @e. */

@@ -89,11 +89,6 @@ static void sfs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget
 	fuse_reply_none(req);
 }
 
-static double attr_timeout(struct sfs_fs *fs, const struct stat *st)
-{
-	return (!S_ISDIR(st->st_mode) && st->st_nlink > 1) ? 0 : fs->timeout;
-}
-
 static void sfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sfs_fs *fs = FS(req);
@@ -113,7 +108,7 @@ static void sfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, attr_timeout(fs, &st));
+		fuse_reply_attr(req, &st, sfs_attr_timeout(fs, NODE(fs, ino), &st));
 }
 
 static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -129,7 +124,7 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fuse_reply_attr(req, &st, attr_timeout(fs, &st));
+	fuse_reply_attr(req, &st, sfs_attr_timeout(fs, NODE(fs, ino), &st));
 	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1)
 		sfs_inval_aliases(fs, NODE(fs, ino));
 }

@@ -71,6 +71,7 @@ struct sfs_fs {
 	int work_fd;    /* scratch directory for temporaries, on the rw branch's fs */
 	char *work_path;
 	int plnk_fd;    /* pseudo-link directory, -1 until first needed */
+	int wh_base_dfd; /* directory of the file aufs whiteouts are hard links of, or -1 */
 	bool single_fs; /* every branch on one file system: inode numbers are unique as they are */
 	bool is_root;
 	bool no_opendir; /* answer OPENDIR with ENOSYS */
@@ -175,6 +176,7 @@ int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 	       struct fuse_entry_param *e);
 bool sfs_is_whiteout_at(struct sfs_fs *fs, int bindex, const char *dirpath, const char *name);
 bool sfs_is_opaque_at(struct sfs_fs *fs, int bindex, const char *path);
+double sfs_attr_timeout(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st);
 void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st,
 		    struct fuse_entry_param *e);
 

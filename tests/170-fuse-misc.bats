@@ -112,7 +112,8 @@ per_test_setup() { sfs_require; }
 	sfs_small_stack
 	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
 	[ "$(cat "$TEST_DIR/mnt/a")" = a ]
-	for cmd in "touch $TEST_DIR/mnt/n" "rm $TEST_DIR/mnt/a" "mkdir $TEST_DIR/mnt/x" "chmod 600 $TEST_DIR/mnt/a"; do
+	for cmd in "touch $TEST_DIR/mnt/n" "rm $TEST_DIR/mnt/a" "mkdir $TEST_DIR/mnt/x" "chmod 600 $TEST_DIR/mnt/a" \
+		"$SFS_PROBE append $TEST_DIR/mnt/a"; do
 		run $cmd
 		[ "$status" -ne 0 ]
 		[[ "$output" == *"Read-only"* ]]

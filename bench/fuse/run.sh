@@ -86,7 +86,7 @@ do_mount() {
 	unionfs-fuse)
 		local br=$up=RW
 		for l in "${L[@]}"; do br="$br:$l=RO"; done
-		unionfs-fuse -o cow,hide_meta_files,max_files=65536 "$br" "$mnt"
+		unionfs-fuse -o cow,hide_meta_files "$br" "$mnt"
 		;;
 	esac
 }

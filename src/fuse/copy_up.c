@@ -30,8 +30,21 @@ void sfs_plnk_key(struct sfs_fs *fs, int bindex, const struct stat *st, char *bu
 
 static pthread_mutex_t plnk_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static int plnk_dir(struct sfs_fs *fs, bool create);
+
 /* Opens the pseudo-link directory, making it on first use. */
 int sfs_plnk_dir(struct sfs_fs *fs)
+{
+	return plnk_dir(fs, /* create= */ true);
+}
+
+/* Opens the pseudo-link directory if an earlier mount left one. */
+void sfs_plnk_open(struct sfs_fs *fs)
+{
+	plnk_dir(fs, /* create= */ false);
+}
+
+static int plnk_dir(struct sfs_fs *fs, bool create)
 {
 	char path[PATH_MAX];
 	int r = 0;
@@ -48,7 +61,9 @@ int sfs_plnk_dir(struct sfs_fs *fs)
 			snprintf(path, sizeof(path), "%s/%s", fs->br[0].path, WH_PLINK_DIR);
 		else
 			snprintf(path, sizeof(path), "%s-plnk", fs->work_path);
-		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		if (!create && access(path, F_OK) < 0) {
+			r = -ENOENT;
+		} else if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 			r = -errno;
 		} else {
 			int fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -267,6 +267,9 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 
+	/* without a rw branch, opening for write must fail at open: keep OPEN */
+	if (!fs.rw)
+		fs.no_open = false;
 	umask(0);
 	/* files are read through fds cached per node: as many as the hard limit allows */
 	struct rlimit rl;

@@ -127,8 +127,10 @@ int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, i
 		char key[64];
 		struct stat pst;
 
+		/* never made by a lookup: reading must not change the rw branch */
+		int pfd = __atomic_load_n(&fs->plnk_fd, __ATOMIC_ACQUIRE);
 		sfs_plnk_key(fs, lk->bindex, &lk->st, key, sizeof(key));
-		if (sfs_plnk_dir(fs) >= 0 && fstatat(fs->plnk_fd, key, &pst, AT_SYMLINK_NOFOLLOW) == 0)
+		if (pfd >= 0 && fstatat(pfd, key, &pst, AT_SYMLINK_NOFOLLOW) == 0)
 			lk->plnk = strdup(key);
 	}
 	return 0;

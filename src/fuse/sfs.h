@@ -192,6 +192,7 @@ int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data);
 int sfs_copy_up_tree(struct sfs_fs *fs, struct sfs_node *dir);
 int sfs_make_temp(struct sfs_fs *fs, char *buf, size_t size);
 int sfs_plnk_dir(struct sfs_fs *fs);
+void sfs_plnk_open(struct sfs_fs *fs);
 void sfs_plnk_key(struct sfs_fs *fs, int bindex, const struct stat *st, char *buf, size_t size);
 
 /* dir.c */

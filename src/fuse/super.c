@@ -254,6 +254,7 @@ int sfs_setup(struct sfs_fs *fs, const char *brspec, const char *brfile, const c
 		 * link, not an inode. It lives at the branch root, or in the workdir for the
 		 * overlay spelling, whose upper layer holds nothing but the view's files.
 		 */
+		sfs_plnk_open(fs);
 		int dfd = upperdir ? fs->work_fd : fs->br[0].fd;
 		if (mknodat(dfd, WH_BASE, S_IFREG | 0444, 0) == 0 || errno == EEXIST)
 			fs->wh_base_dfd = dfd;

@@ -4,6 +4,7 @@
  * data, mode, owner, times and xattrs, then renamed into place in the rw branch, so a crash
  * never leaves a half-copied file visible. Parents first.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,8 +30,21 @@ void sfs_plnk_key(struct sfs_fs *fs, int bindex, const struct stat *st, char *bu
 
 static pthread_mutex_t plnk_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static int plnk_dir(struct sfs_fs *fs, bool create);
+
 /* Opens the pseudo-link directory, making it on first use. */
 int sfs_plnk_dir(struct sfs_fs *fs)
+{
+	return plnk_dir(fs, /* create= */ true);
+}
+
+/* Opens the pseudo-link directory if an earlier mount left one. */
+void sfs_plnk_open(struct sfs_fs *fs)
+{
+	plnk_dir(fs, /* create= */ false);
+}
+
+static int plnk_dir(struct sfs_fs *fs, bool create)
 {
 	char path[PATH_MAX];
 	int r = 0;
@@ -47,7 +61,9 @@ int sfs_plnk_dir(struct sfs_fs *fs)
 			snprintf(path, sizeof(path), "%s/%s", fs->br[0].path, WH_PLINK_DIR);
 		else
 			snprintf(path, sizeof(path), "%s-plnk", fs->work_path);
-		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		if (!create && access(path, F_OK) < 0) {
+			r = -ENOENT;
+		} else if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 			r = -errno;
 		} else {
 			int fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -276,6 +292,135 @@ static int copy_up_dir(struct sfs_fs *fs, struct sfs_node *node, const char *pat
 	return after_copy_up(fs, node, path);
 }
 
+/* The other names of a lower hard link that the kernel knows read the copy from now on. */
+static void plnk_siblings(struct sfs_fs *fs, struct sfs_node *node, const char *key)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	for (size_t i = 0; i < fs->table_size; i++) {
+		for (struct sfs_node *x = fs->table[i]; x; x = x->hnext) {
+			if (x == node || x->ino != node->ino || x->type != node->type || x->plnk ||
+			    x->bindex == 0)
+				continue;
+			x->plnk = strdup(key);
+			__atomic_add_fetch(&x->gen, 1, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+static void plnk_clear(struct sfs_fs *fs, const char *key)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	for (size_t i = 0; i < fs->table_size; i++) {
+		for (struct sfs_node *x = fs->table[i]; x; x = x->hnext) {
+			if (x->plnk && !strcmp(x->plnk, key)) {
+				free(x->plnk);
+				x->plnk = NULL;
+				__atomic_add_fetch(&x->gen, 1, __ATOMIC_RELEASE);
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+/* Paths in branch @dfd of regular files that are inode @st, but @skip. */
+static int find_links(int dfd, const char *dir, const struct stat *st, const char *skip,
+		      char ***paths, size_t *n)
+{
+	int fd = openat(dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	_cleanup_closedir_ DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	struct dirent *de;
+	int r = 0;
+	while (r == 0 && (de = readdir(d))) {
+		char p[PATH_MAX];
+		struct stat cst;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    wh_is_whiteout(de->d_name))
+			continue;
+		if (snprintf(p, sizeof(p), "%s%s%s", strcmp(dir, ".") ? dir : "",
+			     strcmp(dir, ".") ? "/" : "", de->d_name) >= (int)sizeof(p))
+			continue;
+		if (de->d_type == DT_DIR) {
+			r = find_links(dfd, p, st, skip, paths, n);
+			continue;
+		}
+		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+			continue;
+		if (de->d_ino != st->st_ino && de->d_type != DT_UNKNOWN)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &cst, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    cst.st_ino != st->st_ino || cst.st_dev != st->st_dev || !strcmp(p, skip))
+			continue;
+		char **nv = realloc(*paths, (*n + 1) * sizeof(char *));
+		if (!nv)
+			return -ENOMEM;
+		*paths = nv;
+		if (!(nv[*n] = strdup(p)))
+			return -ENOMEM;
+		(*n)++;
+	}
+	return r;
+}
+
+/* The node for a path of the merged view, with a reference (sfs_node_forget(.., 1)). */
+static int node_at(struct sfs_fs *fs, const char *path, struct sfs_node **ret)
+{
+	char buf[PATH_MAX];
+	struct sfs_node *cur = &fs->root, *prev = NULL;
+	char *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		struct sfs_node *n;
+		if (cur->type != S_IFDIR) {
+			n = NULL;
+		} else if (!(n = sfs_node_find_get(fs, cur, c))) {
+			struct sfs_lookup lk;
+			if (sfs_lookup_name(fs, cur, c, 0, &lk) == 0 && lk.found)
+				n = sfs_node_attach(fs, cur, c, &lk);
+			sfs_lookup_clear(&lk);
+		}
+		if (prev)
+			sfs_node_forget(fs, prev, 1);
+		if (!n)
+			return -ENOENT;
+		prev = cur = n;
+	}
+	*ret = cur;
+	return cur == &fs->root ? -EISDIR : 0;
+}
+
+/*
+ * Copies up the other names of the lower inode @st of branch @bindex that the merged view
+ * shows: they become links of the copy at @path. Scans the branch: hard links are rare.
+ */
+static int link_siblings(struct sfs_fs *fs, int bindex, const struct stat *st, const char *path)
+{
+	char **paths = NULL;
+	size_t n = 0;
+	int r;
+
+	r = find_links(fs->br[bindex].fd, ".", st, path, &paths, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct sfs_node *sib;
+		if (r == 0 && node_at(fs, paths[i], &sib) == 0) {
+			if (sib->type == S_IFREG && sib->bindex == bindex && sib->plnk)
+				r = sfs_copy_up(fs, sib, true);
+			sfs_node_forget(fs, sib, 1);
+		}
+		free(paths[i]);
+	}
+	free(paths);
+	return r;
+}
+
 static int copy_up_file(struct sfs_fs *fs, struct sfs_node *node, const char *path,
 			bool with_data)
 {
@@ -314,6 +459,16 @@ static int copy_up_file(struct sfs_fs *fs, struct sfs_node *node, const char *pa
 		r = sfs_do_linkat(fs->plnk_fd, key, fs->br[0].fd, path);
 		if (r < 0)
 			return r;
+		plnk_siblings(fs, node, key);
+		int b = node->bindex;
+		after_copy_up(fs, node, path);
+		/* the rw branch must hold one inode for all the names, as a layer tar needs */
+		r = link_siblings(fs, b, &st, path);
+		if (r == 0) {
+			sfs_do_unlinkat(fs->plnk_fd, key, 0);
+			plnk_clear(fs, key);
+		}
+		return r;
 	} else {
 		r = sfs_do_renameat(fs->work_fd, tmp, fs->br[0].fd, path, 0);
 		if (r < 0)
@@ -340,15 +495,28 @@ int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data)
 		return 0;
 	if (!node->parent)
 		return 0;
+	if (!node->hashed)
+		return -ESTALE; /* unlinked from a lower branch: no name to copy it up to */
 	r = sfs_copy_up(fs, node->parent, true);
 	if (r < 0)
 		return r;
 	r = sfs_node_path(node, path, sizeof(path));
 	if (r < 0)
 		return r;
+	/* a copy-up is no change of the parent: keep its times, as overlayfs does */
+	char ppath[PATH_MAX];
+	struct stat pst;
+	bool keep_times = sfs_node_path(node->parent, ppath, sizeof(ppath)) == 0 &&
+			  fstatat(fs->br[0].fd, ppath, &pst, AT_SYMLINK_NOFOLLOW) == 0;
 	if (node->type == S_IFDIR)
-		return copy_up_dir(fs, node, path);
-	return copy_up_file(fs, node, path, with_data);
+		r = copy_up_dir(fs, node, path);
+	else
+		r = copy_up_file(fs, node, path, with_data);
+	if (r == 0 && keep_times) {
+		struct timespec ts[2] = { pst.st_atim, pst.st_mtim };
+		utimensat(fs->br[0].fd, ppath, ts, AT_SYMLINK_NOFOLLOW);
+	}
+	return r;
 }
 
 /*
@@ -369,6 +537,8 @@ int sfs_copy_up_tree(struct sfs_fs *fs, struct sfs_node *dir)
 	if (r < 0)
 		return r;
 	for (size_t i = 2; i < l->n && r >= 0; i++) {
+		if (!l->ents[i].name)
+			continue;
 		struct sfs_node *child = sfs_node_find_get(fs, dir, l->ents[i].name);
 		if (!child) {
 			struct sfs_lookup lk;

@@ -45,7 +45,10 @@ int sfs_whiteout(struct sfs_fs *fs, const char *dirpath, const char *name)
 		r = join(p, sizeof(p), dirpath, WH_PREFIX, name);
 		if (r < 0)
 			return r;
-		r = sfs_do_mknodat(fs->br[0].fd, p, S_IFREG | 0444, 0);
+		r = fs->wh_base_dfd >= 0 ? sfs_do_linkat(fs->wh_base_dfd, WH_BASE, fs->br[0].fd, p) :
+					    -ENOENT;
+		if (r < 0 && r != -EEXIST) /* EMLINK, or the base went away */
+			r = sfs_do_mknodat(fs->br[0].fd, p, S_IFREG | 0444, 0);
 	}
 	return r == -EEXIST ? 0 : r;
 }
@@ -190,7 +193,6 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 		   struct fuse_entry_param *e, int oflags, int *ret_fd)
 {
 	char dpath[PATH_MAX], path[PATH_MAX];
-	struct sfs_lookup lk;
 	int r;
 
 	r = sfs_check_name(name);
@@ -198,12 +200,13 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 		return r;
 	if (!fs->rw)
 		return -EROFS;
-	r = sfs_lookup_name(fs, dir, name, 0, &lk);
-	if (r < 0)
-		return r;
-	bool exists = lk.found;
-	sfs_lookup_clear(&lk);
-	if (exists)
+	/*
+	 * The kernel asks only for a name it holds a negative entry for, which came from our
+	 * LOOKUP; we are the only writer, so no branch has gained the name since. Only a
+	 * node we know proves otherwise.
+	 */
+	struct sfs_node *old = sfs_node_find(fs, dir, name);
+	if (old)
 		return -EEXIST;
 	r = sfs_copy_up(fs, dir, true);
 	if (r < 0)
@@ -293,12 +296,19 @@ int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, con
 	sfs_lookup_clear(&lk);
 	if (exists)
 		return -EEXIST;
-	r = sfs_copy_up(fs, node, true);
+	/* the name the kernel linked from is gone: link the rw branch's file through its fd */
+	bool orphan = !node->hashed;
+	if (orphan && (node->opath_fd < 0 || node->bindex != 0 || node->plnk))
+		return -ENOENT;
+	r = orphan ? 0 : sfs_copy_up(fs, node, true);
 	if (r == 0)
 		r = sfs_copy_up(fs, dir, true);
 	if (r < 0)
 		return r;
-	r = sfs_node_path(node, opath, sizeof(opath));
+	if (orphan)
+		snprintf(opath, sizeof(opath), "/proc/self/fd/%d", node->opath_fd);
+	else
+		r = sfs_node_path(node, opath, sizeof(opath));
 	if (r == 0)
 		r = sfs_node_path(dir, dpath, sizeof(dpath));
 	if (r == 0)
@@ -310,12 +320,26 @@ int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, con
 		if (r < 0)
 			return r;
 	}
-	r = sfs_do_linkat(fs->br[0].fd, opath, fs->br[0].fd, path);
+	if (orphan)
+		r = linkat(AT_FDCWD, opath, fs->br[0].fd, path, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	else
+		r = sfs_do_linkat(fs->br[0].fd, opath, fs->br[0].fd, path);
 	if (r < 0)
 		return r;
 	remove_aufs_whiteout(fs, dpath, name);
 	sfs_dir_changed(fs, dir);
-	return attach_upper(fs, dir, name, path, e);
+	if (orphan)
+		sfs_node_move(fs, node, dir, name); /* a name again */
+	/* the kernel expects the linked inode back: it then updates that inode's link count */
+	struct stat st;
+	r = sfs_getattr(fs, node, &st);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&fs->table_lock);
+	node->nlookup++;
+	pthread_mutex_unlock(&fs->table_lock);
+	sfs_fill_entry(fs, node, &st, e);
+	return 0;
 }
 
 /* Moves an upper directory out of the way into the scratch dir and removes it there. */
@@ -381,7 +405,10 @@ int sfs_unlink(struct sfs_fs *fs, struct sfs_node *dir, const char *name, bool i
 	if (r < 0)
 		goto out;
 	bool need_wh = r;
+	r = 0;
 
+	if (!is_dir)
+		sfs_node_pin(fs, node);
 	if (fs->wh_format == SFS_WH_AUFS) {
 		/* whiteout first: a crash in between leaves the name hidden, never half gone */
 		if (need_wh) {
@@ -415,7 +442,11 @@ static bool same_object(struct sfs_node *a, struct sfs_node *b)
 	return a == b || (a->type != S_IFDIR && a->ino == b->ino);
 }
 
-/* RENAME, never EXDEV: a lower directory's subtree is copied up first. */
+/*
+ * RENAME, never EXDEV: a lower directory's subtree is copied up first. Returns 1 when both
+ * names are links of one inode: nothing changes, but the kernel, which sees two inodes,
+ * believes the source name gone.
+ */
 int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 	       struct sfs_node *ndir, const char *nname, unsigned flags)
 {
@@ -448,7 +479,7 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 			goto out;
 		}
 		if (same_object(src, dst)) {
-			r = 0;
+			r = 1; /* POSIX: nothing to do; the kernel must be told (see ops.c) */
 			goto out;
 		}
 		if (src->type == S_IFDIR && dst->type != S_IFDIR) {
@@ -503,6 +534,8 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 		goto out;
 	bool need_wh = r;
 
+	if (dst && dst->type != S_IFDIR)
+		sfs_node_pin(fs, dst);
 	if (dst && dst->bindex == 0 && !dst->plnk) {
 		forget_upper_ino(fs, npath);
 		if (dst->type == S_IFDIR) {
@@ -550,7 +583,7 @@ int sfs_readlink(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t siz
 	r = sfs_backing_at(fs, node, &dfd, path, sizeof(path));
 	if (r < 0)
 		return r;
-	ssize_t n = readlinkat(dfd, path, buf, size - 1);
+	ssize_t n = readlinkat(dfd, path, buf, size - 1); /* "" reads an O_PATH fd's link */
 	if (n < 0)
 		return -errno;
 	buf[n] = 0;

@@ -17,6 +17,11 @@ static int open_backing(struct sfs_fs *fs, struct sfs_node *node, int flags)
 	if (r < 0)
 		return r;
 	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY);
+	if (!path[0]) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dfd);
+		return sfs_do_openat(AT_FDCWD, proc, flags & ~O_NOFOLLOW, 0);
+	}
 	return sfs_do_openat(dfd, path, flags | O_NOFOLLOW, 0);
 }
 
@@ -116,6 +121,53 @@ int sfs_file_fd(struct sfs_fs *fs, struct sfs_file *f)
 	pthread_mutex_unlock(&f->lock);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	return r < 0 ? r : fd;
+}
+
+/*
+ * The fd through which requests without a handle read (@write false) or write @node. It
+ * stays valid while the node lives: after a copy-up the new file is dup'ed over the same
+ * number, so a request still using it reads the old file or the new, never a closed fd.
+ * Caller holds ns_lock.
+ */
+int sfs_node_fd(struct sfs_fs *fs, struct sfs_node *node, bool write, bool *ret_close)
+{
+	int *slot = write ? &node->wfd : &node->rfd;
+	unsigned *sgen = write ? &node->wfd_gen : &node->rfd_gen;
+	unsigned gen = __atomic_load_n(&node->gen, __ATOMIC_ACQUIRE);
+	int fd;
+
+	*ret_close = false;
+	pthread_mutex_lock(&fs->fd_lock);
+	fd = *slot;
+	bool fresh = fd >= 0 && *sgen == gen;
+	pthread_mutex_unlock(&fs->fd_lock);
+	if (fresh)
+		return fd;
+
+	int nfd = open_backing(fs, node, write ? O_RDWR : O_RDONLY);
+	if (nfd < 0)
+		return nfd;
+	pthread_mutex_lock(&fs->fd_lock);
+	if (*slot < 0) {
+		if (fs->fd_count >= fs->fd_max) {
+			/* too many cached: this one is for the request alone */
+			pthread_mutex_unlock(&fs->fd_lock);
+			*ret_close = true;
+			return nfd;
+		}
+		fs->fd_count++;
+		*slot = nfd;
+		*sgen = gen;
+	} else {
+		if (*sgen != gen) {
+			dup3(nfd, *slot, O_CLOEXEC);
+			*sgen = gen;
+		}
+		close(nfd);
+	}
+	fd = *slot;
+	pthread_mutex_unlock(&fs->fd_lock);
+	return fd;
 }
 
 /* Same, for a caller that holds ns_lock already. */

@@ -24,6 +24,8 @@ void sfs_table_init(struct sfs_fs *fs)
 	pthread_mutex_init(&fs->table_lock, NULL);
 	pthread_mutex_init(&fs->dcache_lock, NULL);
 	pthread_mutex_init(&fs->ino_lock, NULL);
+	pthread_mutex_init(&fs->fd_lock, NULL);
+	fs->root.rfd = fs->root.wfd = -1;
 	fs->table_size = 1024;
 	fs->table = calloc(fs->table_size, sizeof(*fs->table));
 	if (!fs->table)
@@ -174,6 +176,8 @@ static void node_free(struct sfs_node *node)
 	free(node->name);
 	free(node->layers);
 	free(node->plnk);
+	if (node->opath_fd >= 0)
+		close(node->opath_fd);
 	free(node);
 }
 
@@ -196,6 +200,15 @@ static void maybe_free_locked(struct sfs_fs *fs, struct sfs_node *node)
 				free(l->ents);
 				free(l);
 			}
+		}
+		if (node->rfd >= 0 || node->wfd >= 0) {
+			pthread_mutex_lock(&fs->fd_lock);
+			fs->fd_count -= (node->rfd >= 0) + (node->wfd >= 0);
+			pthread_mutex_unlock(&fs->fd_lock);
+			if (node->rfd >= 0)
+				close(node->rfd);
+			if (node->wfd >= 0)
+				close(node->wfd);
 		}
 		node_free(node);
 		if (!parent)
@@ -223,6 +236,8 @@ struct sfs_node *sfs_node_attach(struct sfs_fs *fs, struct sfs_node *parent, con
 		pthread_mutex_unlock(&fs->table_lock);
 		return NULL;
 	}
+	n->opath_fd = -1;
+	n->rfd = n->wfd = -1;
 	n->parent = parent;
 	parent->refs++;
 	n->nlookup = 1;
@@ -291,6 +306,54 @@ void sfs_node_forget(struct sfs_fs *fs, struct sfs_node *node, uint64_t n)
 	node->nlookup = node->nlookup > n ? node->nlookup - n : 0;
 	maybe_free_locked(fs, node);
 	pthread_mutex_unlock(&fs->table_lock);
+}
+
+/*
+ * @node's name is about to go while the kernel may still use the inode (another hard link,
+ * an open file): keep an O_PATH fd on what backs it. Caller holds ns_lock for writing.
+ */
+void sfs_node_pin(struct sfs_fs *fs, struct sfs_node *node)
+{
+	char path[PATH_MAX];
+	int dfd;
+
+	if (node->type == S_IFDIR || node->opath_fd >= 0)
+		return;
+	if (sfs_backing_at(fs, node, &dfd, path, sizeof(path)) == 0)
+		node->opath_fd = openat(dfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/*
+ * Hard links looked up by different names are different kernel inodes: after @node's data
+ * changed, drop what the kernel cached for the others. Caller holds no lock; called after
+ * the reply, so no request of the kernel waits on us.
+ */
+void sfs_inval_aliases(struct sfs_fs *fs, struct sfs_node *node)
+{
+	fuse_ino_t *ids = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&fs->table_lock);
+	for (size_t i = 0; i < fs->table_size; i++) {
+		for (struct sfs_node *x = fs->table[i]; x; x = x->hnext) {
+			if (x == node || x->ino != node->ino || x->type != node->type)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 8;
+				fuse_ino_t *nv = realloc(ids, cap * sizeof(*ids));
+				if (!nv)
+					goto out;
+				ids = nv;
+			}
+			ids[n++] = sfs_node_id(fs, x);
+		}
+	}
+out:
+	pthread_mutex_unlock(&fs->table_lock);
+	/* a node freed meanwhile only makes the kernel answer ENOENT */
+	for (size_t i = 0; i < n; i++)
+		fuse_lowlevel_notify_inval_inode(fs->se, ids[i], 0, 0);
+	free(ids);
 }
 
 void sfs_lookup_clear(struct sfs_lookup *lk)
@@ -394,6 +457,12 @@ uint64_t sfs_ino_of(struct sfs_fs *fs, int bindex, const struct stat *st)
 int sfs_backing_at(struct sfs_fs *fs, struct sfs_node *node, int *ret_dfd, char *buf,
 		   size_t size)
 {
+	if (!node->hashed && node->opath_fd >= 0) {
+		/* "" with AT_EMPTY_PATH, or /proc/self/fd/N, reaches it */
+		*ret_dfd = node->opath_fd;
+		buf[0] = 0;
+		return 0;
+	}
 	if (node->plnk) {
 		*ret_dfd = fs->plnk_fd;
 		snprintf(buf, size, "%s", node->plnk);
@@ -411,7 +480,7 @@ int sfs_getattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *st)
 	r = sfs_backing_at(fs, node, &dfd, path, sizeof(path));
 	if (r < 0)
 		return r;
-	if (fstatat(dfd, path, st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(dfd, path, st, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) < 0)
 		return -errno;
 	st->st_ino = node->ino;
 	return 0;
@@ -435,6 +504,12 @@ int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int
 	r = sfs_backing_at(fs, node, &dfd, path, sizeof(path));
 	if (r < 0)
 		return r;
+	int nofollow = AT_SYMLINK_NOFOLLOW;
+	if (!path[0]) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", dfd);
+		dfd = AT_FDCWD;
+		nofollow = 0;
+	}
 
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		if (node->type == S_IFLNK)
@@ -446,7 +521,7 @@ int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int
 	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-		r = sfs_do_fchownat(dfd, path, uid, gid, AT_SYMLINK_NOFOLLOW);
+		r = sfs_do_fchownat(dfd, path, uid, gid, nofollow);
 		if (r < 0)
 			return r;
 	}
@@ -458,8 +533,8 @@ int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int
 		} else {
 			if (node->type == S_IFDIR)
 				return -EISDIR;
-			_cleanup_close_ int wfd =
-				sfs_do_openat(dfd, path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK, 0);
+			_cleanup_close_ int wfd = sfs_do_openat(
+				dfd, path, O_WRONLY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0), 0);
 			if (wfd < 0)
 				return wfd;
 			if (ftruncate(wfd, attr->st_size) < 0)
@@ -476,7 +551,7 @@ int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int
 			ts[1].tv_nsec = UTIME_NOW;
 		else if (to_set & FUSE_SET_ATTR_MTIME)
 			ts[1] = attr->st_mtim;
-		if (utimensat(dfd, path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		if (utimensat(dfd, path, ts, nofollow) < 0)
 			return -errno;
 	}
 	return sfs_getattr(fs, node, ret_st);

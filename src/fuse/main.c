@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,7 +19,7 @@
 #include "sfs.h"
 
 struct cmdline {
-	char *br, *brfile, *lowerdir, *upperdir, *workdir, *pidfile, *whiteout, *timeout;
+	char *br, *brfile, *lowerdir, *upperdir, *workdir, *pidfile, *whiteout, *timeout, *handles;
 	char *pos[3];
 	int npos;
 	bool has_fsname, has_subtype, bad;
@@ -39,6 +40,7 @@ static char **opt_slot(struct cmdline *c, const char *arg, const char **ret_val)
 		{ "pidfile=", offsetof(struct cmdline, pidfile) },
 		{ "whiteout=", offsetof(struct cmdline, whiteout) },
 		{ "timeout=", offsetof(struct cmdline, timeout) },
+		{ "handles=", offsetof(struct cmdline, handles) },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -113,6 +115,7 @@ static void usage(const char *prog)
 	       "    -o whiteout=aufs|overlay  format of the whiteouts written (aufs)\n"
 	       "    -o pidfile=PATH       write the daemon's pid there\n"
 	       "    -o timeout=SECONDS    entry and attribute cache timeout (86400)\n"
+	       "    -o handles=yes        open and opendir round trips for every open (no)\n"
 	       "    -o allow_other, -f, -d, -s and the other FUSE options\n",
 	       prog, prog);
 }
@@ -172,6 +175,7 @@ static void free_cmdline(struct cmdline *c)
 	free(c->pidfile);
 	free(c->whiteout);
 	free(c->timeout);
+	free(c->handles);
 	for (int i = 0; i < c->npos; i++)
 		free(c->pos[i]);
 }
@@ -202,6 +206,10 @@ int main(int argc, char *argv[])
 	}
 	if (!c.has_subtype)
 		fuse_opt_add_arg(&args, "-osubtype=strata-fuse");
+	/* a container's root file system needs its setuid programs and device nodes, as on
+	 * aufs; given first so that the caller's nosuid or nodev wins */
+	if (geteuid() == 0)
+		fuse_opt_insert_arg(&args, 1, "-osuid,dev");
 	/* aufs checks permissions as the backing file system would; so does the kernel here */
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	if (mountpoint)
@@ -227,6 +235,13 @@ int main(int argc, char *argv[])
 	}
 
 	fs.timeout = 86400.0;
+	if (!c.handles || !strcmp(c.handles, "no")) {
+		fs.no_open = fs.no_opendir = true;
+	} else if (strcmp(c.handles, "yes")) {
+		fprintf(stderr, "strata-fuse: option 'handles': expected yes or no, not '%s'\n",
+			c.handles);
+		goto out_args;
+	}
 	if (c.timeout) {
 		char *end;
 		fs.timeout = strtod(c.timeout, &end);
@@ -252,7 +267,19 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 
+	/* without a rw branch, opening for write must fail at open: keep OPEN */
+	if (!fs.rw)
+		fs.no_open = false;
 	umask(0);
+	/* files are read through fds cached per node: as many as the hard limit allows */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	fs.fd_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2048 ?
+			    (long)(rl.rlim_cur - 1024) * 3 / 4 :
+			    512;
 	fs.is_root = geteuid() == 0;
 	sfs_table_init(&fs);
 	struct stat st;

@@ -127,14 +127,26 @@ int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, i
 		char key[64];
 		struct stat pst;
 
+		/* never made by a lookup: reading must not change the rw branch */
+		int pfd = __atomic_load_n(&fs->plnk_fd, __ATOMIC_ACQUIRE);
 		sfs_plnk_key(fs, lk->bindex, &lk->st, key, sizeof(key));
-		if (sfs_plnk_dir(fs) >= 0 && fstatat(fs->plnk_fd, key, &pst, AT_SYMLINK_NOFOLLOW) == 0)
+		if (pfd >= 0 && fstatat(pfd, key, &pst, AT_SYMLINK_NOFOLLOW) == 0)
 			lk->plnk = strdup(key);
 	}
 	return 0;
 fail:
 	sfs_lookup_clear(lk);
 	return r;
+}
+
+/*
+ * Another name of a hard-linked file in the rw branch is another kernel inode, which may
+ * change it behind this one's back: no caching there. Lower files change only by copy-up,
+ * after which the kernel is told (sfs_inval_aliases).
+ */
+double sfs_attr_timeout(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st)
+{
+	return (!S_ISDIR(st->st_mode) && st->st_nlink > 1 && node->bindex == 0) ? 0 : fs->timeout;
 }
 
 void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st,
@@ -144,8 +156,7 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 	e->ino = sfs_node_id(fs, node);
 	e->attr = *st;
 	e->entry_timeout = fs->timeout;
-	/* another name of the same inode may change it behind the kernel's back */
-	e->attr_timeout = (!S_ISDIR(st->st_mode) && st->st_nlink > 1) ? 0 : fs->timeout;
+	e->attr_timeout = sfs_attr_timeout(fs, node, st);
 }
 
 /* LOOKUP: on success the kernel holds one more reference on the node in @e. */

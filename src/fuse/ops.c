@@ -53,6 +53,8 @@ static void sfs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	/* O_TRUNC must reach us as a SETATTR: OPEN may never be sent */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	/* locks are the kernel's: it keeps them for the mount, as for a local file system */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	conn->max_write = 1 << 20;
@@ -87,11 +89,6 @@ static void sfs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget
 	fuse_reply_none(req);
 }
 
-static double attr_timeout(struct sfs_fs *fs, const struct stat *st)
-{
-	return (!S_ISDIR(st->st_mode) && st->st_nlink > 1) ? 0 : fs->timeout;
-}
-
 static void sfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sfs_fs *fs = FS(req);
@@ -111,7 +108,7 @@ static void sfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, attr_timeout(fs, &st));
+		fuse_reply_attr(req, &st, sfs_attr_timeout(fs, NODE(fs, ino), &st));
 }
 
 static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -123,10 +120,13 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 	wrlock(fs);
 	int r = sfs_setattr(fs, NODE(fs, ino), attr, to_set, fi ? FILE_OF(fi) : NULL, &st);
 	unlock(fs);
-	if (r < 0)
+	if (r < 0) {
 		fuse_reply_err(req, -r);
-	else
-		fuse_reply_attr(req, &st, attr_timeout(fs, &st));
+		return;
+	}
+	fuse_reply_attr(req, &st, sfs_attr_timeout(fs, NODE(fs, ino), &st));
+	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1)
+		sfs_inval_aliases(fs, NODE(fs, ino));
 }
 
 static void sfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -201,7 +201,13 @@ static void sfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	wrlock(fs);
 	int r = sfs_rename(fs, NODE(fs, parent), name, NODE(fs, newparent), newname, flags);
 	unlock(fs);
-	fuse_reply_err(req, -r);
+	fuse_reply_err(req, r < 0 ? -r : 0);
+	if (r == 1) {
+		/* two names of one inode: the kernel moved its dentry; make it look both up again.
+		 * This blocks until the rename syscall has dropped its directory locks. */
+		fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+		fuse_lowlevel_notify_inval_entry(fs->se, newparent, newname, strlen(newname));
+	}
 }
 
 static void sfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -227,10 +233,59 @@ static void set_open_flags(struct sfs_fs *fs, struct sfs_file *f, struct fuse_fi
 	fi->noflush = 1;
 }
 
+/*
+ * The fd for a request on an open file: its handle's, or, when the kernel skips OPEN, the
+ * node's. A write copies the file up first (aufs copies at the first write, not at open).
+ */
+static int req_fd(struct sfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, bool write,
+		  bool *ret_close)
+{
+	struct sfs_node *node = NODE(fs, ino);
+	int r;
+
+	*ret_close = false;
+	if (fi && fi->fh)
+		return sfs_file_fd(fs, FILE_OF(fi));
+	if (write) {
+		if (!fs->rw)
+			return -EROFS;
+		wrlock(fs);
+		r = sfs_copy_up(fs, node, /* with_data= */ true);
+		unlock(fs);
+		if (r < 0)
+			return r;
+	}
+	rdlock(fs);
+	r = sfs_node_fd(fs, node, write, ret_close);
+	unlock(fs);
+	return r;
+}
+
+static void closep_if(int fd, bool yes)
+{
+	if (yes && fd >= 0)
+		close(fd);
+}
+
+/* After a write by node: other kernel inodes of a hard link must drop their cache. */
+static void after_node_write(struct sfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, int fd)
+{
+	struct stat st;
+
+	if ((!fi || !fi->fh) && fstat(fd, &st) == 0 && st.st_nlink > 1)
+		sfs_inval_aliases(fs, NODE(fs, ino));
+}
+
 static void sfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sfs_fs *fs = FS(req);
 	struct sfs_file *f = NULL;
+
+	if (fs->no_open) {
+		/* the kernel stops sending OPEN, FLUSH and RELEASE and keeps the page cache */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	bool writes = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
 
 	if (writes)
@@ -281,7 +336,8 @@ static void sfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct sfs_fs *fs = FS(req);
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-	int fd = sfs_file_fd(fs, FILE_OF(fi));
+	bool tmp;
+	int fd = req_fd(fs, ino, fi, false, &tmp);
 
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
@@ -291,6 +347,7 @@ static void sfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf.buf[0].fd = fd;
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	closep_if(fd, tmp);
 }
 
 static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf,
@@ -298,7 +355,8 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 {
 	struct sfs_fs *fs = FS(req);
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in_buf));
-	int fd = sfs_file_fd(fs, FILE_OF(fi));
+	bool tmp;
+	int fd = req_fd(fs, ino, fi, true, &tmp);
 
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
@@ -308,51 +366,80 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 	out.buf[0].fd = fd;
 	out.buf[0].pos = off;
 	ssize_t n = fuse_buf_copy(&out, in_buf, 0);
-	if (n < 0)
+	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
-	else
+	} else {
 		fuse_reply_write(req, (size_t)n);
+		after_node_write(fs, ino, fi, fd);
+	}
+	closep_if(fd, tmp);
 }
 
 static void sfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	sfs_release(FS(req), FILE_OF(fi));
+	struct sfs_fs *fs = FS(req);
+	struct sfs_file *f = FILE_OF(fi);
+	struct sfs_node *node = f->node;
+	struct stat st;
+	bool inval = (f->flags & O_ACCMODE) != O_RDONLY && fstat(f->fd, &st) == 0 &&
+		     st.st_nlink > 1;
+
+	if (inval)
+		sfs_node_ref(fs, node);
+	sfs_release(fs, f);
 	fuse_reply_err(req, 0);
+	if (inval) {
+		sfs_inval_aliases(fs, node);
+		sfs_node_unref(fs, node);
+	}
 }
 
 static void sfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			 struct fuse_file_info *fi)
 {
-	int fd = sfs_file_fd(FS(req), FILE_OF(fi));
+	bool tmp;
+	int fd = req_fd(FS(req), ino, fi, false, &tmp);
 	int r = fd < 0 ? fd : (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0;
 
+	closep_if(fd, tmp);
 	fuse_reply_err(req, -r);
 }
 
 static void sfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 			     off_t length, struct fuse_file_info *fi)
 {
-	int fd = sfs_file_fd(FS(req), FILE_OF(fi));
+	bool tmp;
+	int fd = req_fd(FS(req), ino, fi, true, &tmp);
 	int r = fd < 0 ? fd : fallocate(fd, mode, offset, length) < 0 ? -errno : 0;
 
+	closep_if(fd, tmp);
 	fuse_reply_err(req, -r);
 }
 
 static void sfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 			 struct fuse_file_info *fi)
 {
-	int fd = sfs_file_fd(FS(req), FILE_OF(fi));
+	bool tmp;
+	int fd = req_fd(FS(req), ino, fi, false, &tmp);
 	off_t r = fd < 0 ? fd : lseek(fd, off, whence);
 
 	if (r < 0)
 		fuse_reply_err(req, fd < 0 ? -fd : errno);
 	else
 		fuse_reply_lseek(req, r);
+	closep_if(fd, tmp);
 }
 
 static void sfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sfs_fs *fs = FS(req);
+
+	if (fs->no_opendir) {
+		/* the kernel stops sending OPENDIR and RELEASEDIR, and caches listings itself;
+		 * our listings keep offsets stable across changes without a handle */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	struct sfs_node *node = NODE(fs, ino);
 	struct sfs_listing *l = NULL;
 	int r;
@@ -384,11 +471,23 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (plus)
-		rdlock(fs);
+	rdlock(fs);
+	if (!l) {
+		int r = sfs_listing_get(fs, dir, &l);
+		if (r < 0) {
+			unlock(fs);
+			fuse_reply_err(req, -r);
+			return;
+		}
+	} else {
+		sfs_listing_ref(fs, l);
+	}
 	for (size_t i = off; i < l->n; i++) {
 		struct sfs_dirent *d = &l->ents[i];
 		size_t n;
+
+		if (!d->name)
+			continue;
 
 		if (plus) {
 			struct fuse_entry_param e = { 0 };
@@ -414,8 +513,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		pos += n;
 	}
-	if (plus)
-		unlock(fs);
+	sfs_listing_put(fs, l);
+	unlock(fs);
 	fuse_reply_buf(req, buf, pos);
 }
 

@@ -239,6 +239,7 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 	}
 	nameset_free(&seen);
 	nameset_free(&hidden);
+	l->live = l->n;
 	*ret = l;
 	return 0;
 fail:
@@ -246,6 +247,96 @@ fail:
 	nameset_free(&hidden);
 	listing_free(l);
 	return r;
+}
+
+/* Index of @name in @l, through a map built once per merge; SIZE_MAX if absent. */
+struct name_index {
+	size_t *slots; /* index + 1, 0 empty */
+	size_t size;
+	const struct sfs_listing *l;
+};
+
+static int index_build(struct name_index *x, const struct sfs_listing *l)
+{
+	x->l = l;
+	x->size = 64;
+	while (x->size < l->n * 2)
+		x->size *= 2;
+	x->slots = calloc(x->size, sizeof(size_t));
+	if (!x->slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n; i++) {
+		if (!l->ents[i].name)
+			continue;
+		size_t j = str_hash(l->ents[i].name) & (x->size - 1);
+		while (x->slots[j])
+			j = (j + 1) & (x->size - 1);
+		x->slots[j] = i + 1;
+	}
+	return 0;
+}
+
+static size_t index_find(const struct name_index *x, const char *name)
+{
+	for (size_t j = str_hash(name) & (x->size - 1); x->slots[j]; j = (j + 1) & (x->size - 1))
+		if (!strcmp(x->l->ents[x->slots[j] - 1].name, name))
+			return x->slots[j] - 1;
+	return SIZE_MAX;
+}
+
+/* Lays @fresh out in @old's order (see struct sfs_listing). Consumes @fresh on success. */
+static int listing_merge(const struct sfs_listing *old, struct sfs_listing *fresh,
+			 struct sfs_listing **ret)
+{
+	struct name_index x;
+	size_t cap = 0;
+	int r;
+
+	/* too many holes: start over, offsets of open streams may then repeat names */
+	if (old->n - old->live > 1024 && old->n - old->live > old->live) {
+		*ret = fresh;
+		return 0;
+	}
+	r = index_build(&x, fresh);
+	if (r < 0)
+		return r;
+	struct sfs_listing *l = calloc(1, sizeof(*l));
+	bool *used = calloc(fresh->n ? fresh->n : 1, sizeof(bool));
+	if (!l || !used)
+		goto fail;
+	/* names are shared with @fresh until the end */
+	for (size_t i = 0; i < old->n; i++) {
+		size_t k = old->ents[i].name ? index_find(&x, old->ents[i].name) : SIZE_MAX;
+		struct sfs_dirent e = { 0 };
+		if (k != SIZE_MAX) {
+			e = fresh->ents[k];
+			used[k] = true;
+		}
+		if (listing_add(l, &cap, e.name, e.ino, e.type) < 0)
+			goto fail;
+	}
+	for (size_t k = 0; k < fresh->n; k++) {
+		if (used[k])
+			continue;
+		struct sfs_dirent e = fresh->ents[k];
+		if (listing_add(l, &cap, e.name, e.ino, e.type) < 0)
+			goto fail;
+	}
+	l->live = fresh->live;
+	for (size_t k = 0; k < fresh->n; k++)
+		fresh->ents[k].name = NULL;
+	free(used);
+	free(x.slots);
+	listing_free(fresh);
+	*ret = l;
+	return 0;
+fail:
+	free(used);
+	free(x.slots);
+	if (l)
+		free(l->ents);
+	free(l);
+	return -ENOMEM;
 }
 
 /* The current listing of @dir, with a reference for the caller. Caller holds ns_lock. */
@@ -267,6 +358,22 @@ int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing 
 	r = listing_build(fs, dir, &l);
 	if (r < 0)
 		return r;
+	pthread_mutex_lock(&fs->dcache_lock);
+	old = dir->listing;
+	if (old)
+		old->refs++;
+	pthread_mutex_unlock(&fs->dcache_lock);
+	if (old) {
+		struct sfs_listing *m;
+		r = listing_merge(old, l, &m);
+		sfs_listing_put(fs, old);
+		old = NULL;
+		if (r < 0) {
+			listing_free(l);
+			return r;
+		}
+		l = m;
+	}
 	l->version = dir->dversion;
 	l->refs = 2; /* the cache's and the caller's */
 	pthread_mutex_lock(&fs->dcache_lock);
@@ -278,6 +385,13 @@ int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing 
 	listing_free(old);
 	*ret = l;
 	return 0;
+}
+
+void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l)
+{
+	pthread_mutex_lock(&fs->dcache_lock);
+	l->refs++;
+	pthread_mutex_unlock(&fs->dcache_lock);
 }
 
 void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l)
@@ -305,7 +419,7 @@ int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir)
 
 	if (r < 0)
 		return r;
-	r = l->n <= 2;
+	r = l->live <= 2;
 	sfs_listing_put(fs, l);
 	return r;
 }

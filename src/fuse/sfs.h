@@ -53,6 +53,11 @@ struct sfs_node {
 	int *layers;
 	/* Non-directories read through a pseudo-link (a lower hard link whose sibling was copied up). */
 	char *plnk;
+	/* An unlinked non-directory the kernel still uses: O_PATH on what backed it, or -1. */
+	int opath_fd;
+	/* Without OPEN, files are read and written by node: cached fds, see sfs_node_fd(). */
+	int rfd, wfd;
+	unsigned rfd_gen, wfd_gen;
 	unsigned gen; /* bumped on copy-up: open handles reopen */
 	uint64_t dversion; /* bumped when a directory's names change */
 	struct sfs_listing *listing;
@@ -66,8 +71,11 @@ struct sfs_fs {
 	int work_fd;    /* scratch directory for temporaries, on the rw branch's fs */
 	char *work_path;
 	int plnk_fd;    /* pseudo-link directory, -1 until first needed */
+	int wh_base_dfd; /* directory of the file aufs whiteouts are hard links of, or -1 */
 	bool single_fs; /* every branch on one file system: inode numbers are unique as they are */
 	bool is_root;
+	bool no_opendir; /* answer OPENDIR with ENOSYS */
+	bool no_open;    /* answer OPEN with ENOSYS: reads and writes go by node */
 	double timeout;
 	struct fuse_session *se;
 
@@ -75,6 +83,8 @@ struct sfs_fs {
 	pthread_mutex_t table_lock;
 	pthread_mutex_t dcache_lock;
 	pthread_mutex_t ino_lock;
+	pthread_mutex_t fd_lock;
+	long fd_count, fd_max; /* node fds cached, and how many may be */
 	struct sfs_node root;
 	struct sfs_node **table;
 	size_t table_size, table_count;
@@ -100,10 +110,16 @@ struct sfs_dirent {
 	unsigned char type; /* DT_* */
 };
 
+/*
+ * Offsets are indexes into ents: a rebuilt listing keeps the order of the one before, names
+ * gone stay as holes (name NULL) and new names go to the end, so that an offset handed out
+ * before a change still leads to the same place.
+ */
 struct sfs_listing {
 	unsigned refs;
 	uint64_t version;
-	size_t n;
+	size_t n;    /* entries, holes included */
+	size_t live; /* entries with a name */
 	struct sfs_dirent *ents;
 };
 
@@ -149,6 +165,8 @@ int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int
 int sfs_backing_at(struct sfs_fs *fs, struct sfs_node *node, int *ret_dfd, char *buf,
 		   size_t size);
 void sfs_lookup_clear(struct sfs_lookup *lk);
+void sfs_node_pin(struct sfs_fs *fs, struct sfs_node *node);
+void sfs_inval_aliases(struct sfs_fs *fs, struct sfs_node *node);
 
 /* namei.c */
 int sfs_check_name(const char *name);
@@ -158,12 +176,14 @@ int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 	       struct fuse_entry_param *e);
 bool sfs_is_whiteout_at(struct sfs_fs *fs, int bindex, const char *dirpath, const char *name);
 bool sfs_is_opaque_at(struct sfs_fs *fs, int bindex, const char *path);
+double sfs_attr_timeout(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st);
 void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st,
 		    struct fuse_entry_param *e);
 
 /* readdir.c */
 int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret);
 void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l);
+void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l);
 void sfs_dir_changed(struct sfs_fs *fs, struct sfs_node *dir);
 int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir);
 
@@ -172,6 +192,7 @@ int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data);
 int sfs_copy_up_tree(struct sfs_fs *fs, struct sfs_node *dir);
 int sfs_make_temp(struct sfs_fs *fs, char *buf, size_t size);
 int sfs_plnk_dir(struct sfs_fs *fs);
+void sfs_plnk_open(struct sfs_fs *fs);
 void sfs_plnk_key(struct sfs_fs *fs, int bindex, const struct stat *st, char *buf, size_t size);
 
 /* dir.c */
@@ -193,6 +214,7 @@ int sfs_file_from_fd(struct sfs_fs *fs, struct sfs_node *node, int fd, int flags
 void sfs_release(struct sfs_fs *fs, struct sfs_file *f);
 int sfs_file_fd(struct sfs_fs *fs, struct sfs_file *f);
 int sfs_file_fd_locked(struct sfs_fs *fs, struct sfs_file *f);
+int sfs_node_fd(struct sfs_fs *fs, struct sfs_node *node, bool write, bool *ret_close);
 
 /* xattr.c */
 int sfs_getxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, char *buf,

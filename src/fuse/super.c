@@ -244,10 +244,20 @@ int sfs_setup(struct sfs_fs *fs, const char *brspec, const char *brfile, const c
 	}
 	fs->work_fd = -1;
 	fs->plnk_fd = -1;
+	fs->wh_base_dfd = -1;
 	if (fs->rw) {
 		r = open_work_dir(fs, upperdir ? workdir : NULL, err, errlen);
 		if (r < 0)
 			return r;
+		/*
+		 * As aufs does, whiteouts are hard links of one empty file: making one is then a
+		 * link, not an inode. It lives at the branch root, or in the workdir for the
+		 * overlay spelling, whose upper layer holds nothing but the view's files.
+		 */
+		sfs_plnk_open(fs);
+		int dfd = upperdir ? fs->work_fd : fs->br[0].fd;
+		if (mknodat(dfd, WH_BASE, S_IFREG | 0444, 0) == 0 || errno == EEXIST)
+			fs->wh_base_dfd = dfd;
 	}
 	return 0;
 }

@@ -24,6 +24,8 @@ static int abs_path(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t 
 	r = sfs_backing_at(fs, node, &dfd, rel, sizeof(rel));
 	if (r < 0)
 		return r;
+	if (!rel[0])
+		return -ESTALE;
 	if (node->plnk) {
 		if (snprintf(buf, size, "/proc/self/fd/%d/%s", fs->plnk_fd, rel) >= (int)size)
 			return -ENAMETOOLONG;

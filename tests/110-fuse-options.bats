@@ -1,0 +1,131 @@
+#!/usr/bin/env bats
+# strata-fuse: command line, branch spellings, daemonizing, errors.
+
+load helpers
+load fuse/lib
+
+per_test_setup() { sfs_require; }
+
+@test "fuse: br= mounts as fuse.strata-fuse with the fsname as source, pidfile names the daemon" {
+	sfs_small_stack
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh,fsname=strata:abc,subtype=strata-fuse"
+	run awk -v m="$TEST_DIR/mnt" '$5 == m { for (i = 7; $i != "-"; i++); print $(i+1), $(i+2) }' /proc/self/mountinfo
+	[ "$output" = "fuse.strata-fuse strata:abc" ]
+	[ "$(names "$TEST_DIR/mnt")" = "a c d hl1 hl2 keep opq" ]
+}
+
+@test "fuse: the daemon's pid is in the pidfile and it exits on fusermount3 -u" {
+	sfs_small_stack
+	mkdir -p "$TEST_DIR/mnt"
+	"$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/l2=ro+wh,pidfile=$TEST_DIR/pid"
+	pid=$(cat "$TEST_DIR/pid")
+	track_pid "$pid"
+	kill -0 "$pid"
+	mountpoint -q "$TEST_DIR/mnt"
+	fusermount3 -u "$TEST_DIR/mnt"
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	! kill -0 "$pid" 2>/dev/null
+	[ ! -e "$TEST_DIR/pid" ]
+}
+
+@test "fuse: exits on umount too" {
+	sfs_mount_small
+	pid=$(tail -1 "$TEST_DIR/.pids")
+	umount "$TEST_DIR/mnt"
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	! kill -0 "$pid" 2>/dev/null
+}
+
+@test "fuse: SOURCE MOUNTPOINT form with brfile, as the mount engine calls it" {
+	sfs_small_stack
+	printf '%s\n' "$TEST_DIR/up=rw" "$TEST_DIR/l1=ro+wh" "$TEST_DIR/l2=ro+wh" >"$TEST_DIR/brfile"
+	mkdir -p "$TEST_DIR/mnt"
+	env -i "$STRATA_FUSE_BIN" strata:xyz "$TEST_DIR/mnt" \
+		-o "brfile=$TEST_DIR/brfile,fsname=strata:xyz,subtype=strata-fuse,allow_other,pidfile=$TEST_DIR/pid"
+	track_pid "$(cat "$TEST_DIR/pid")"
+	grep -q " $TEST_DIR/mnt .* - fuse.strata-fuse strata:xyz " /proc/self/mountinfo
+	[ "$(cat "$TEST_DIR/mnt/c")" = c ]
+	[ "$(names "$TEST_DIR/mnt")" = "a c d hl1 hl2 keep opq" ]
+}
+
+@test "fuse: br: spelling and branches without permissions (first rw, others ro)" {
+	sfs_small_stack
+	sfs_mount "$TEST_DIR/mnt" "br:$TEST_DIR/up:$TEST_DIR/l1"
+	[ "$(names "$TEST_DIR/mnt")" = "c d opq" ]
+	touch "$TEST_DIR/mnt/new"
+	[ -e "$TEST_DIR/up/new" ]
+}
+
+@test "fuse: overlay-style lowerdir, upperdir, workdir" {
+	sfs_small_stack
+	mkdir -p "$TEST_DIR/work"
+	sfs_mount "$TEST_DIR/mnt" "lowerdir=$TEST_DIR/l1:$TEST_DIR/l2,upperdir=$TEST_DIR/up,workdir=$TEST_DIR/work,index=off"
+	[ "$(names "$TEST_DIR/mnt")" = "a c d hl1 hl2 keep opq" ]
+	echo more >>"$TEST_DIR/mnt/a"
+	[ "$(cat "$TEST_DIR/up/a")" = "$(printf 'a\nmore')" ]
+	# scratch space lives in the workdir, not in the upper layer
+	[ "$(names "$TEST_DIR/up")" = "a" ]
+}
+
+@test "fuse: mount.fuse3 drives it (SOURCE MOUNTPOINT -o OPTIONS)" {
+	command -v mount.fuse3 >/dev/null || skip "no mount.fuse3"
+	sfs_small_stack
+	mkdir -p "$TEST_DIR/work"
+	# the TYPE#SOURCE form names the program by path: mount(8) would search a fixed PATH
+	mount.fuse3 "$STRATA_FUSE_BIN#strata:m" "$TEST_DIR/mnt" \
+		-o "lowerdir=$TEST_DIR/l1:$TEST_DIR/l2,upperdir=$TEST_DIR/up,workdir=$TEST_DIR/work,pidfile=$TEST_DIR/pid"
+	track_pid "$(cat "$TEST_DIR/pid")"
+	grep -q " $TEST_DIR/mnt .* - fuse.strata-fuse strata:m " /proc/self/mountinfo
+	[ "$(cat "$TEST_DIR/mnt/c")" = c ]
+}
+
+@test "fuse: lowerdir alone is a read-only union" {
+	sfs_small_stack
+	sfs_mount "$TEST_DIR/mnt" "lowerdir=$TEST_DIR/l1:$TEST_DIR/l2"
+	[ "$(cat "$TEST_DIR/mnt/a")" = a ]
+	run touch "$TEST_DIR/mnt/new"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"Read-only file system"* ]]
+}
+
+@test "fuse: a missing branch is named, nothing is mounted" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/mnt"
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/nope=ro+wh"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"branch '$TEST_DIR/nope'"* ]]
+	! mountpoint -q "$TEST_DIR/mnt"
+}
+
+@test "fuse: unknown options and permissions are named" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/lo" "$TEST_DIR/mnt"
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw,frobnicate"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *frobnicate* ]]
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/lo=rx"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"unknown permission 'rx'"* ]]
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=ro:$TEST_DIR/lo=rw"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"only the top branch may be rw"* ]]
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "lowerdir=$TEST_DIR/lo,upperdir=$TEST_DIR/up"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *workdir* ]]
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw,whiteout=zfs"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"option 'whiteout'"* ]]
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"no branches"* ]]
+	! mountpoint -q "$TEST_DIR/mnt"
+}
+
+@test "fuse: -f stays in the foreground and serves" {
+	sfs_small_stack
+	mkdir -p "$TEST_DIR/mnt"
+	"$STRATA_FUSE_BIN" -f "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/l2=ro+wh" &
+	track_pid $!
+	for _ in $(seq 50); do mountpoint -q "$TEST_DIR/mnt" && break; sleep 0.1; done
+	[ "$(cat "$TEST_DIR/mnt/a")" = a ]
+	fusermount3 -u "$TEST_DIR/mnt"
+	wait
+}

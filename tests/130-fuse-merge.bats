@@ -1,0 +1,95 @@
+#!/usr/bin/env bats
+# strata-fuse: the merged view: topmost wins, directories merge, readdir once per name.
+
+load helpers
+load fuse/lib
+
+per_test_setup() { sfs_require; }
+
+@test "fuse: directories merge across branches, each name once" {
+	sfs_mount_small
+	[ "$(names "$TEST_DIR/mnt/d")" = "sub x y" ]
+	[ "$(ls -A "$TEST_DIR/mnt/d" | wc -l)" -eq 3 ]
+	[ "$(cat "$TEST_DIR/mnt/d/sub/deep")" = deep ]
+}
+
+@test "fuse: the topmost branch wins for a name in several" {
+	sfs_small_stack
+	echo top >"$TEST_DIR/l1/a"
+	echo upper >"$TEST_DIR/up/c"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	[ "$(cat "$TEST_DIR/mnt/a")" = top ]
+	[ "$(cat "$TEST_DIR/mnt/c")" = upper ]
+	[ "$(ls "$TEST_DIR/mnt" | grep -c '^a$')" -eq 1 ]
+}
+
+@test "fuse: a file hides a directory below it, a directory hides a file below it" {
+	sfs_small_stack
+	echo file >"$TEST_DIR/l1/keep"
+	mkdir "$TEST_DIR/l1/a"
+	echo in >"$TEST_DIR/l1/a/in"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	[ -f "$TEST_DIR/mnt/keep" ] && [ "$(cat "$TEST_DIR/mnt/keep")" = file ]
+	[ -d "$TEST_DIR/mnt/a" ] && [ "$(names "$TEST_DIR/mnt/a")" = in ]
+}
+
+@test "fuse: a file between two directories stops the merge" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/x" "$TEST_DIR/l3/x"
+	echo f >"$TEST_DIR/l2x"
+	mkdir -p "$TEST_DIR/l2"
+	echo blocker >"$TEST_DIR/l2/x"
+	touch "$TEST_DIR/l1/x/one" "$TEST_DIR/l3/x/three"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh:$TEST_DIR/l3=ro+wh"
+	[ "$(names "$TEST_DIR/mnt/x")" = one ]
+}
+
+@test "fuse: st_dev is the mount's for every entry" {
+	sfs_mount_small
+	n=$(find "$TEST_DIR/mnt" -exec stat -c %d {} + | sort -u | wc -l)
+	[ "$n" -eq 1 ]
+	[ "$(stat -c %d "$TEST_DIR/mnt/a")" = "$(stat -c %d "$TEST_DIR/mnt")" ]
+}
+
+@test "fuse: telldir/seekdir offsets are stable, even when the directory changes" {
+	sfs_small_stack
+	for i in $(seq 1 300); do
+		case $((i % 3)) in
+		0) touch "$TEST_DIR/up/f$i" ;;
+		1) touch "$TEST_DIR/l1/f$i" ;;
+		2) touch "$TEST_DIR/l2/f$i" ;;
+		esac
+	done
+	touch "$TEST_DIR/l2/f1" "$TEST_DIR/l1/f2"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	run "$SFS_PROBE" seekdir "$TEST_DIR/mnt"
+	[ "$status" -eq 0 ]
+	# ., .., a, c, d, hl1, hl2, keep, opq and 300 files
+	[ "$output" -eq 309 ]
+}
+
+@test "fuse: a large directory spread over branches lists every name once" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/big" "$TEST_DIR/l2/big" "$TEST_DIR/l3/big"
+	for i in $(seq 1 3000); do echo >"$TEST_DIR/l$((i % 3 + 1))/big/n$i"; done
+	# duplicates and whiteouts
+	for i in $(seq 1 100); do echo >"$TEST_DIR/l3/big/n$((i * 3))"; done
+	for i in $(seq 1 50); do touch "$TEST_DIR/l1/big/.wh.n$((i * 3 + 2))"; done
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh:$TEST_DIR/l3=ro+wh"
+	[ "$(ls -A "$TEST_DIR/mnt/big" | wc -l)" -eq 2950 ]
+	[ "$(ls -A "$TEST_DIR/mnt/big" | sort | uniq -d | wc -l)" -eq 0 ]
+}
+
+@test "fuse: changes show in listings at once" {
+	sfs_mount_small
+	ls "$TEST_DIR/mnt/d" >/dev/null
+	touch "$TEST_DIR/mnt/d/new"
+	rm "$TEST_DIR/mnt/d/x"
+	[ "$(names "$TEST_DIR/mnt/d")" = "new sub y" ]
+	mv "$TEST_DIR/mnt/d/y" "$TEST_DIR/mnt/d/y2"
+	[ "$(names "$TEST_DIR/mnt/d")" = "new sub y2" ]
+}
+
+@test "fuse: find and du -a walk the merged tree" {
+	sfs_mount_small
+	run bash -c "cd '$TEST_DIR/mnt' && find . | LC_ALL=C sort | tr '\n' ' '"
+	[ "$output" = ". ./a ./c ./d ./d/sub ./d/sub/deep ./d/x ./d/y ./hl1 ./hl2 ./keep ./keep/k ./opq ./opq/new " ]
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env bats
+# strata-fuse: copy-up to the rw branch: data, holes, metadata, parents, atomicity.
+
+load helpers
+load fuse/lib
+
+per_test_setup() { sfs_require; }
+
+@test "fuse: appending to a lower file copies it up; the lower branch is untouched" {
+	sfs_mount_small
+	echo more >>"$TEST_DIR/mnt/a"
+	[ "$(cat "$TEST_DIR/mnt/a")" = "$(printf 'a\nmore')" ]
+	[ "$(cat "$TEST_DIR/up/a")" = "$(printf 'a\nmore')" ]
+	[ "$(cat "$TEST_DIR/l2/a")" = a ]
+}
+
+@test "fuse: reading does not copy up" {
+	sfs_mount_small
+	cat "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/d/x" >/dev/null
+	stat "$TEST_DIR/mnt/c" >/dev/null
+	[ "$(names "$TEST_DIR/up")" = ".wh..wh.aufs .wh..wh.orph" ]
+}
+
+@test "fuse: copy-up keeps mode (setuid too), owner, times and xattrs" {
+	sfs_small_stack
+	f=$TEST_DIR/l2/a
+	chown 1234:5678 "$f"
+	chmod 4751 "$f"
+	setfattr -n user.color -v blue "$f"
+	touch -d '2001-02-03 04:05:06.123456789' "$f"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	setfattr -n user.other -v x "$TEST_DIR/mnt/a"
+	u=$TEST_DIR/up/a
+	[ -f "$u" ]
+	[ "$(stat -c '%a %u:%g %y' "$u")" = "4751 1234:5678 2001-02-03 04:05:06.123456789 +0000" ]
+	[ "$(getfattr --only-values -n user.color "$u")" = blue ]
+	[ "$(getfattr --only-values -n user.other "$TEST_DIR/mnt/a")" = x ]
+	[ "$(cat "$u")" = a ]
+}
+
+@test "fuse: parent directories are copied up first, with their metadata" {
+	sfs_small_stack
+	chmod 0711 "$TEST_DIR/l2/d/sub"
+	chown 42:43 "$TEST_DIR/l2/d/sub"
+	setfattr -n user.dir -v yes "$TEST_DIR/l2/d/sub"
+	touch -d '2002-01-01 00:00:00' "$TEST_DIR/l2/d/sub"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	echo x >>"$TEST_DIR/mnt/d/sub/deep"
+	[ "$(stat -c '%a %u:%g' "$TEST_DIR/up/d/sub")" = "711 42:43" ]
+	[ "$(getfattr --only-values -n user.dir "$TEST_DIR/up/d/sub")" = yes ]
+	[ "$(stat -c %Y "$TEST_DIR/up/d/sub")" = "$(date -d '2002-01-01 00:00:00' +%s)" ]
+	# the copied-up directory still merges with the lower one
+	[ "$(names "$TEST_DIR/mnt/d")" = "sub x y" ]
+}
+
+@test "fuse: chmod, chown, touch, truncate and setfattr each copy up" {
+	sfs_mount_small
+	chmod 600 "$TEST_DIR/mnt/a"
+	[ "$(stat -c %a "$TEST_DIR/up/a")" = 600 ]
+	chown 7:8 "$TEST_DIR/mnt/c"
+	[ "$(stat -c %u:%g "$TEST_DIR/up/c")" = 7:8 ]
+	touch -d '2010-10-10 10:10:10' "$TEST_DIR/mnt/d/x"
+	[ "$(stat -c %Y "$TEST_DIR/up/d/x")" = "$(date -d '2010-10-10 10:10:10' +%s)" ]
+	truncate -s 1 "$TEST_DIR/mnt/d/y"
+	[ "$(stat -c %s "$TEST_DIR/up/d/y")" = 1 ]
+	setfattr -n user.k -v v "$TEST_DIR/mnt/keep/k"
+	[ -f "$TEST_DIR/up/keep/k" ]
+	[ "$(cat "$TEST_DIR/up/keep/k")" = k ]
+}
+
+@test "fuse: O_TRUNC of a lower file gives an empty upper file" {
+	sfs_mount_small
+	echo new >"$TEST_DIR/mnt/a"
+	[ "$(cat "$TEST_DIR/mnt/a")" = new ]
+	[ "$(cat "$TEST_DIR/up/a")" = new ]
+}
+
+@test "fuse: holes survive copy-up" {
+	sfs_small_stack
+	truncate -s 64M "$TEST_DIR/l2/sparse"
+	echo end >>"$TEST_DIR/l2/sparse"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	echo x >>"$TEST_DIR/mnt/sparse"
+	[ "$(stat -c %s "$TEST_DIR/up/sparse")" -eq $((64 * 1024 * 1024 + 6)) ]
+	[ "$(du -k "$TEST_DIR/up/sparse" | cut -f1)" -lt 1024 ]
+	[ "$(tail -c 6 "$TEST_DIR/mnt/sparse")" = "$(printf 'end\nx')" ]
+}
+
+@test "fuse: a read-only handle opened before a copy-up reads the copy after it" {
+	sfs_mount_small
+	"$SFS_PROBE" follow "$TEST_DIR/mnt/d/x"
+	[ "$(cat "$TEST_DIR/up/d/x")" = changed ]
+}
+
+@test "fuse: copy-up leaves no temporary behind and the rw branch stays aufs-shaped" {
+	sfs_mount_small
+	for f in a c d/x d/y keep/k; do echo >>"$TEST_DIR/mnt/$f"; done
+	[ -z "$(ls -A "$TEST_DIR/up/.wh..wh.orph")" ]
+	run bash -c "cd '$TEST_DIR/up' && find . -path ./.wh..wh.orph -prune -o -print | LC_ALL=C sort | tr '\n' ' '"
+	[ "$output" = ". ./.wh..wh.aufs ./a ./c ./d ./d/x ./d/y ./keep ./keep/k " ]
+}
+
+@test "fuse: a big file copies up whole" {
+	sfs_small_stack
+	head -c 20M /dev/urandom >"$TEST_DIR/l2/big"
+	sum=$(sha256sum <"$TEST_DIR/l2/big")
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	touch "$TEST_DIR/mnt/big"
+	[ "$(sha256sum <"$TEST_DIR/up/big")" = "$sum" ]
+	[ "$(sha256sum <"$TEST_DIR/mnt/big")" = "$sum" ]
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bats
+# strata-fuse: rename of files and directories, never EXDEV, POSIX replacement rules.
+
+load helpers
+load fuse/lib
+
+per_test_setup() { sfs_require; }
+
+@test "fuse: renaming a lower file whites out the old name" {
+	sfs_mount_small
+	mv "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/a2"
+	[ ! -e "$TEST_DIR/mnt/a" ]
+	[ "$(cat "$TEST_DIR/mnt/a2")" = a ]
+	[ -f "$TEST_DIR/up/.wh.a" ]
+	[ "$(cat "$TEST_DIR/up/a2")" = a ]
+}
+
+@test "fuse: renaming a merged lower directory copies the subtree up, never EXDEV" {
+	sfs_mount_small
+	mv "$TEST_DIR/mnt/d" "$TEST_DIR/mnt/moved"
+	[ ! -e "$TEST_DIR/mnt/d" ]
+	[ "$(names "$TEST_DIR/mnt/moved")" = "sub x y" ]
+	[ "$(cat "$TEST_DIR/mnt/moved/sub/deep")" = deep ]
+	[ -f "$TEST_DIR/up/.wh.d" ]
+	[ -f "$TEST_DIR/up/moved/.wh..wh..opq" ]
+	# making d again shows an empty directory
+	mkdir "$TEST_DIR/mnt/d"
+	[ "$(names "$TEST_DIR/mnt/d")" = "" ]
+}
+
+@test "fuse: a directory moved into another keeps its content; the old place is empty" {
+	sfs_mount_small
+	mv "$TEST_DIR/mnt/keep" "$TEST_DIR/mnt/d/sub/"
+	[ "$(cat "$TEST_DIR/mnt/d/sub/keep/k")" = k ]
+	[ ! -e "$TEST_DIR/mnt/keep" ]
+	echo more >>"$TEST_DIR/mnt/d/sub/keep/k"
+	[ "$(cat "$TEST_DIR/mnt/d/sub/keep/k")" = "$(printf 'k\nmore')" ]
+}
+
+@test "fuse: rename over an existing file replaces it" {
+	sfs_mount_small
+	mv -f "$TEST_DIR/mnt/c" "$TEST_DIR/mnt/a"
+	[ "$(cat "$TEST_DIR/mnt/a")" = c ]
+	[ ! -e "$TEST_DIR/mnt/c" ]
+	[ "$(names "$TEST_DIR/mnt")" = "a d hl1 hl2 keep opq" ]
+}
+
+@test "fuse: rename over an empty merged directory works, over a non-empty one gives ENOTEMPTY" {
+	sfs_mount_small
+	mkdir "$TEST_DIR/mnt/empty" "$TEST_DIR/mnt/src"
+	touch "$TEST_DIR/mnt/src/f"
+	run mv -T "$TEST_DIR/mnt/src" "$TEST_DIR/mnt/keep"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"not empty"* ]]
+	rm "$TEST_DIR/mnt/keep/k"
+	mv -T "$TEST_DIR/mnt/src" "$TEST_DIR/mnt/keep"
+	[ "$(names "$TEST_DIR/mnt/keep")" = f ]
+	mv -T "$TEST_DIR/mnt/empty" "$TEST_DIR/mnt/keep2"
+	[ -d "$TEST_DIR/mnt/keep2" ]
+}
+
+@test "fuse: rename of a directory over a file is ENOTDIR, of a file over a directory EISDIR" {
+	sfs_mount_small
+	run python3 -c "import os,sys; os.rename(sys.argv[1], sys.argv[2])" "$TEST_DIR/mnt/d" "$TEST_DIR/mnt/a"
+	[[ "$output" == *NotADirectoryError* ]]
+	run python3 -c "import os,sys; os.rename(sys.argv[1], sys.argv[2])" "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/d"
+	[[ "$output" == *IsADirectoryError* ]]
+}
+
+@test "fuse: rename back and forth, and a chain of renames" {
+	sfs_mount_small
+	mv "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/t"
+	mv "$TEST_DIR/mnt/t" "$TEST_DIR/mnt/a"
+	[ "$(cat "$TEST_DIR/mnt/a")" = a ]
+	mv "$TEST_DIR/mnt/d" "$TEST_DIR/mnt/e"
+	mv "$TEST_DIR/mnt/e" "$TEST_DIR/mnt/d"
+	[ "$(names "$TEST_DIR/mnt/d")" = "sub x y" ]
+	[ "$(names "$TEST_DIR/mnt")" = "a c d hl1 hl2 keep opq" ]
+}
+
+@test "fuse: mv -n (RENAME_NOREPLACE) refuses an existing target" {
+	sfs_mount_small
+	run mv --no-clobber "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/c"
+	[ "$(cat "$TEST_DIR/mnt/c")" = c ]
+	[ "$(cat "$TEST_DIR/mnt/a")" = a ]
+}
+
+@test "fuse: the view survives a remount after renames" {
+	sfs_mount_small
+	mv "$TEST_DIR/mnt/d" "$TEST_DIR/mnt/opq/d"
+	mv "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/opq/d/sub/a"
+	before=$(tree_digest "$TEST_DIR/mnt")
+	sfs_umount "$TEST_DIR/mnt"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	[ "$(tree_digest "$TEST_DIR/mnt")" = "$before" ]
+}

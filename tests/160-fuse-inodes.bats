@@ -1,0 +1,92 @@
+#!/usr/bin/env bats
+# strata-fuse: inode numbers stable for the mount's life, hard links one inode.
+
+load helpers
+load fuse/lib
+
+per_test_setup() { sfs_require; }
+
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+}
+
+@test "fuse: st_ino does not change on copy-up, nor after the kernel forgets the inode" {
+	sfs_mount_small
+	ino=$(stat -c %i "$TEST_DIR/mnt/a")
+	dino=$(stat -c %i "$TEST_DIR/mnt/d/sub")
+	echo more >>"$TEST_DIR/mnt/a"
+	touch "$TEST_DIR/mnt/d/sub/new"
+	[ "$(stat -c %i "$TEST_DIR/mnt/a")" = "$ino" ]
+	[ "$(stat -c %i "$TEST_DIR/mnt/d/sub")" = "$dino" ]
+	drop_caches
+	[ "$(stat -c %i "$TEST_DIR/mnt/a")" = "$ino" ]
+	[ "$(stat -c %i "$TEST_DIR/mnt/d/sub")" = "$dino" ]
+}
+
+@test "fuse: readdir's d_ino agrees with stat's st_ino" {
+	sfs_mount_small
+	echo x >>"$TEST_DIR/mnt/c"
+	drop_caches
+	while read -r ino name; do
+		[ "$(stat -c %i "$TEST_DIR/mnt/$name")" = "$ino" ]
+	done < <(ls -i1 "$TEST_DIR/mnt" | awk '{ print $1, $2 }')
+}
+
+@test "fuse: hard links in a layer are one inode with the right link count" {
+	sfs_mount_small
+	[ "$(stat -c %i "$TEST_DIR/mnt/hl1")" = "$(stat -c %i "$TEST_DIR/mnt/hl2")" ]
+	[ "$(stat -c %h "$TEST_DIR/mnt/hl1")" = 2 ]
+}
+
+@test "fuse: hard links stay one inode after one name is copied up" {
+	sfs_mount_small
+	ino=$(stat -c %i "$TEST_DIR/mnt/hl1")
+	echo more >>"$TEST_DIR/mnt/hl1"
+	[ "$(cat "$TEST_DIR/mnt/hl2")" = "$(printf 'hl\nmore')" ]
+	[ "$(stat -c %i "$TEST_DIR/mnt/hl2")" = "$ino" ]
+	[ "$(stat -c %i "$TEST_DIR/mnt/hl1")" = "$ino" ]
+	drop_caches
+	[ "$(cat "$TEST_DIR/mnt/hl2")" = "$(printf 'hl\nmore')" ]
+	echo again >>"$TEST_DIR/mnt/hl2"
+	[ "$(cat "$TEST_DIR/mnt/hl1")" = "$(printf 'hl\nmore\nagain')" ]
+	# both names in the rw branch are one file, with no other link (a layer tar needs that)
+	[ "$(stat -c %i "$TEST_DIR/up/hl1")" = "$(stat -c %i "$TEST_DIR/up/hl2")" ]
+	[ "$(stat -c %h "$TEST_DIR/up/hl1")" = 2 ]
+	[ "$(stat -c %h "$TEST_DIR/mnt/hl2")" = 2 ]
+}
+
+@test "fuse: ln makes a second name of the same inode, across copy-up" {
+	sfs_mount_small
+	ino=$(stat -c %i "$TEST_DIR/mnt/a")
+	ln "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/d/a-link"
+	[ "$(stat -c %i "$TEST_DIR/mnt/d/a-link")" = "$ino" ]
+	[ "$(stat -c %h "$TEST_DIR/mnt/a")" = 2 ]
+	echo w >>"$TEST_DIR/mnt/d/a-link"
+	[ "$(cat "$TEST_DIR/mnt/a")" = "$(printf 'a\nw')" ]
+	rm "$TEST_DIR/mnt/a"
+	[ "$(stat -c %h "$TEST_DIR/mnt/d/a-link")" = 1 ]
+	[ "$(cat "$TEST_DIR/mnt/d/a-link")" = "$(printf 'a\nw')" ]
+}
+
+@test "fuse: an open file keeps working after its name is removed" {
+	sfs_mount_small
+	exec 7<"$TEST_DIR/mnt/c"
+	rm "$TEST_DIR/mnt/c"
+	[ "$(cat <&7)" = c ]
+	exec 7<&-
+	echo tmp >"$TEST_DIR/mnt/tmpf"
+	exec 8<>"$TEST_DIR/mnt/tmpf"
+	rm "$TEST_DIR/mnt/tmpf"
+	echo more >&8
+	[ "$(stat -L -c %s /proc/self/fd/8)" -gt 0 ]
+	exec 8<&-
+}
+
+@test "fuse: inode numbers are unique across the tree" {
+	sfs_mount_small
+	touch "$TEST_DIR/mnt/n1" "$TEST_DIR/mnt/d/n2"
+	echo >>"$TEST_DIR/mnt/d/x"
+	dups=$(find "$TEST_DIR/mnt" ! -name hl2 -printf '%i\n' | sort | uniq -d | wc -l)
+	[ "$dups" -eq 0 ]
+}

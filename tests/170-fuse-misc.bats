@@ -1,0 +1,121 @@
+#!/usr/bin/env bats
+# strata-fuse: everything else a file system does.
+
+load helpers
+load fuse/lib
+
+per_test_setup() { sfs_require; }
+
+@test "fuse: symlinks, fifos, sockets and device nodes" {
+	sfs_small_stack
+	ln -s a "$TEST_DIR/l2/lnk"
+	mkfifo "$TEST_DIR/l2/fifo"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	[ "$(readlink "$TEST_DIR/mnt/lnk")" = a ]
+	[ "$(cat "$TEST_DIR/mnt/lnk")" = a ]
+	[ -p "$TEST_DIR/mnt/fifo" ]
+	ln -s ../c "$TEST_DIR/mnt/d/up-link"
+	[ "$(cat "$TEST_DIR/mnt/d/up-link")" = c ]
+	mkfifo "$TEST_DIR/mnt/fifo2"
+	[ -p "$TEST_DIR/up/fifo2" ]
+	mknod "$TEST_DIR/mnt/null" c 1 3
+	[ "$(stat -c '%F %t:%T' "$TEST_DIR/mnt/null")" = "character special file 1:3" ]
+	echo discard >"$TEST_DIR/mnt/null"
+	python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$TEST_DIR/mnt/sock"
+	[ -S "$TEST_DIR/mnt/sock" ]
+	touch -h -d '2003-03-03 03:03:03' "$TEST_DIR/mnt/lnk"
+	[ -L "$TEST_DIR/up/lnk" ]
+	[ "$(readlink "$TEST_DIR/up/lnk")" = a ]
+	chmod 600 "$TEST_DIR/mnt/fifo"
+	[ "$(stat -c %a "$TEST_DIR/up/fifo")" = 600 ]
+}
+
+@test "fuse: xattrs list, get, set and remove" {
+	sfs_small_stack
+	setfattr -n user.low -v 1 "$TEST_DIR/l2/a"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	[ "$(getfattr --only-values -n user.low "$TEST_DIR/mnt/a")" = 1 ]
+	setfattr -n user.new -v 2 "$TEST_DIR/mnt/a"
+	run getfattr -d "$TEST_DIR/mnt/a"
+	[[ "$output" == *'user.low="1"'* ]] && [[ "$output" == *'user.new="2"'* ]]
+	setfattr -x user.low "$TEST_DIR/mnt/a"
+	run getfattr -n user.low "$TEST_DIR/mnt/a"
+	[ "$status" -ne 0 ]
+	[ "$(getfattr --only-values -n user.low "$TEST_DIR/l2/a")" = 1 ]
+	setfattr -n user.dir -v d "$TEST_DIR/mnt/d"
+	[ "$(getfattr --only-values -n user.dir "$TEST_DIR/mnt/d")" = d ]
+}
+
+@test "fuse: fsync, fallocate, SEEK_DATA/SEEK_HOLE" {
+	sfs_mount_small
+	"$SFS_PROBE" fallocate "$TEST_DIR/mnt/falloc"
+	"$SFS_PROBE" seekhole "$TEST_DIR/mnt/sparse"
+	dd if=/dev/zero of="$TEST_DIR/mnt/synced" bs=4k count=4 conv=fsync status=none
+	sync "$TEST_DIR/mnt/synced"
+	[ "$(stat -c %s "$TEST_DIR/up/synced")" = 16384 ]
+}
+
+@test "fuse: shared writable mmap of a lower file" {
+	sfs_mount_small
+	"$SFS_PROBE" mmap "$TEST_DIR/mnt/a"
+	[ "$(stat -c %s "$TEST_DIR/up/a")" = 8192 ]
+	[ "$(dd if="$TEST_DIR/up/a" bs=1 skip=4096 count=6 status=none)" = mapped ]
+}
+
+@test "fuse: O_APPEND, O_EXCL" {
+	sfs_mount_small
+	"$SFS_PROBE" append "$TEST_DIR/mnt/a"
+	[ "$(cat "$TEST_DIR/mnt/a")" = "$(printf 'a\n12')" ]
+	"$SFS_PROBE" excl "$TEST_DIR/mnt/c"
+	"$SFS_PROBE" excl "$TEST_DIR/mnt/a"
+}
+
+@test "fuse: flock and POSIX locks" {
+	sfs_mount_small
+	"$SFS_PROBE" locks "$TEST_DIR/mnt/a"
+}
+
+@test "fuse: statfs is the rw branch's, name length leaves room for .wh." {
+	sfs_mount_small
+	[ "$(stat -f -c %l "$TEST_DIR/mnt")" -eq $(($(stat -f -c %l "$TEST_DIR/up") - 4)) ]
+	[ "$(stat -f -c %b "$TEST_DIR/mnt")" = "$(stat -f -c %b "$TEST_DIR/up")" ]
+}
+
+@test "fuse: utimensat with nanoseconds" {
+	sfs_mount_small
+	"$SFS_PROBE" utimes-ns "$TEST_DIR/mnt/a"
+	"$SFS_PROBE" utimes-ns "$TEST_DIR/mnt/d"
+}
+
+@test "fuse: names up to the longest allowed minus .wh., longer ones fail" {
+	sfs_mount_small
+	max=$(stat -f -c %l "$TEST_DIR/mnt")
+	long=$(printf 'n%.0s' $(seq 1 "$max"))
+	touch "$TEST_DIR/mnt/$long"
+	rm "$TEST_DIR/mnt/$long"
+	run touch "$TEST_DIR/mnt/${long}x"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"too long"* ]]
+}
+
+@test "fuse: several writers in parallel" {
+	sfs_mount_small
+	for i in $(seq 1 8); do
+		(for j in $(seq 1 50); do echo "$i $j" >"$TEST_DIR/mnt/d/p$i-$j"; done) &
+	done
+	wait
+	[ "$(ls "$TEST_DIR/mnt/d" | grep -c '^p')" -eq 400 ]
+	cat "$TEST_DIR/mnt/d"/p* | wc -l | grep -qx 400
+}
+
+@test "fuse: a read-only stack (no rw branch) refuses every change with EROFS" {
+	sfs_small_stack
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	[ "$(cat "$TEST_DIR/mnt/a")" = a ]
+	for cmd in "touch $TEST_DIR/mnt/n" "rm $TEST_DIR/mnt/a" "mkdir $TEST_DIR/mnt/x" "chmod 600 $TEST_DIR/mnt/a" \
+		"$SFS_PROBE append $TEST_DIR/mnt/a"; do
+		run $cmd
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"Read-only"* ]]
+	done
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bats
+# strata-fuse: differential test. Random layer stacks are flattened into a plain directory;
+# the same random operations run on the mount and on the plain directory must give the same
+# results and the same trees, and the branches must flatten to the same tree afterwards.
+
+load helpers
+load fuse/lib
+
+per_test_setup() { sfs_require; }
+
+# run_seed SEED NOPS NLAYERS [OPTIONS]
+run_seed() {
+	local seed=$1 nops=$2 nl=$3 opts=${4:-}
+	local d=$TEST_DIR/s$seed br lay
+	"$SFS_FUZZ" gen "$d" "$seed" "$nl"
+	br="$d/up=rw"
+	lay="$d/up"
+	for ((i = 1; i <= nl; i++)); do
+		br="$br:$d/l$i=ro+wh"
+		lay="$lay $d/l$i"
+	done
+	sfs_mount "$d/mnt" "br=$br${opts:+,$opts}"
+	"$SFS_FUZZ" cmp "$d/mnt" "$d/ref" || { echo "seed $seed: initial view differs"; return 1; }
+	"$SFS_FUZZ" ops "$d/mnt" "$d/ref" "$seed" "$nops" || { echo "seed $seed: operations differ"; return 1; }
+	sfs_umount "$d/mnt"
+	# shellcheck disable=SC2086
+	"$SFS_FUZZ" flatten "$d/flat" $lay
+	"$SFS_FUZZ" cmp "$d/flat" "$d/ref" || { echo "seed $seed: branches differ"; return 1; }
+	# a fresh mount (no cached nodes) sees the same
+	sfs_mount "$d/mnt" "br=$br${opts:+,$opts}"
+	"$SFS_FUZZ" cmp "$d/mnt" "$d/ref" || { echo "seed $seed: remount differs"; return 1; }
+	sfs_umount "$d/mnt"
+	rm -rf "$d"
+}
+
+@test "fuse: differential, aufs whiteouts: 40 stacks x 300 random operations" {
+	for seed in $(seq 1 40); do
+		run_seed "$seed" 300 3
+	done
+}
+
+@test "fuse: differential, overlay whiteouts: 15 stacks x 300 random operations" {
+	for seed in $(seq 101 115); do
+		run_seed "$seed" 300 4 whiteout=overlay
+	done
+}
+
+@test "fuse: differential, deeper stacks and longer runs: 5 stacks x 2000 operations" {
+	for seed in $(seq 201 205); do
+		run_seed "$seed" 2000 8
+	done
+}

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+/* What coreutils cannot do, for the strata-fuse suites: one check per subcommand, exit 0 if it holds. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "%s:%d: check failed: %s (errno %s)\n", __FILE__, __LINE__, \
+				#c, strerror(errno));                                              \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+/* telldir/seekdir: every offset returns to the same entry, even after the directory changes. */
+static int seekdir_stable(const char *dir)
+{
+	DIR *d = opendir(dir);
+	CHECK(d);
+	long offs[4096];
+	char names[4096][256];
+	int n = 0;
+	struct dirent *de;
+	for (;;) {
+		long off = telldir(d);
+		if (!(de = readdir(d)))
+			break;
+		CHECK(n < 4096);
+		offs[n] = off;
+		snprintf(names[n], sizeof(names[n]), "%s", de->d_name);
+		n++;
+	}
+	/* change the directory behind the open stream */
+	char p[4096];
+	snprintf(p, sizeof(p), "%s/zz-added-while-open", dir);
+	int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	close(fd);
+	for (int i = n - 1; i >= 0; i -= 3) {
+		seekdir(d, offs[i]);
+		de = readdir(d);
+		CHECK(de);
+		if (strcmp(de->d_name, names[i])) {
+			fprintf(stderr, "seekdir to %d gave '%s', not '%s'\n", i, de->d_name, names[i]);
+			return 1;
+		}
+	}
+	closedir(d);
+	unlink(p);
+	printf("%d\n", n);
+	return 0;
+}
+
+/* O_EXCL on an existing name (lower or upper) fails with EEXIST. */
+static int excl(const char *path)
+{
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+	CHECK(fd < 0 && errno == EEXIST);
+	return 0;
+}
+
+/* A handle opened read-only before a copy-up reads the copied-up data after it. */
+static int handle_follows(const char *path)
+{
+	char buf[64] = { 0 };
+	int ro = open(path, O_RDONLY | O_CLOEXEC);
+	CHECK(ro >= 0);
+	CHECK(read(ro, buf, 1) == 1);
+	int rw = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	CHECK(rw >= 0);
+	CHECK(write(rw, "changed\n", 8) == 8);
+	close(rw);
+	memset(buf, 0, sizeof(buf));
+	CHECK(pread(ro, buf, sizeof(buf) - 1, 0) == 8);
+	CHECK(!strcmp(buf, "changed\n"));
+	close(ro);
+	return 0;
+}
+
+/* A shared writable mapping writes through to the file. */
+static int mmap_shared(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(ftruncate(fd, 8192) == 0);
+	char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(m != MAP_FAILED);
+	memcpy(m + 4096, "mapped", 6);
+	CHECK(msync(m, 8192, MS_SYNC) == 0);
+	munmap(m, 8192);
+	close(fd);
+	char buf[8] = { 0 };
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(pread(fd, buf, 6, 4096) == 6);
+	CHECK(!memcmp(buf, "mapped", 6));
+	close(fd);
+	return 0;
+}
+
+/* A sparse file: SEEK_DATA and SEEK_HOLE find the data at 1 MiB. */
+static int seek_hole(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	CHECK(pwrite(fd, "data", 4, 1 << 20) == 4);
+	CHECK(fsync(fd) == 0);
+	off_t d = lseek(fd, 0, SEEK_DATA);
+	CHECK(d >= 0 && d <= (1 << 20) && d > 0);
+	off_t h = lseek(fd, 0, SEEK_HOLE);
+	CHECK(h == 0);
+	close(fd);
+	return 0;
+}
+
+/* flock and POSIX locks conflict between processes. */
+static int locks(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(flock(fd, LOCK_EX) == 0);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10 };
+	CHECK(fcntl(fd, F_SETLK, &fl) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd2 = open(path, O_RDWR | O_CLOEXEC);
+		if (fd2 < 0)
+			_exit(2);
+		if (flock(fd2, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+			_exit(3);
+		struct flock f2 = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_len = 10 };
+		if (fcntl(fd2, F_SETLK, &f2) == 0)
+			_exit(4);
+		_exit(0);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(fd);
+	return 0;
+}
+
+/* O_APPEND writes land at the end even when the offset says otherwise. */
+static int append(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "1", 1) == 1);
+	CHECK(lseek(fd, 0, SEEK_SET) == 0);
+	CHECK(write(fd, "2", 1) == 1);
+	close(fd);
+	return 0;
+}
+
+/* utimensat keeps nanoseconds. */
+static int utimes_ns(const char *path)
+{
+	struct timespec ts[2] = { { 1000000000, 123456789 }, { 1100000000, 987654321 } };
+	CHECK(utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) == 0);
+	struct stat st;
+	CHECK(lstat(path, &st) == 0);
+	CHECK(st.st_mtim.tv_sec == 1100000000 && st.st_mtim.tv_nsec == 987654321);
+	CHECK(st.st_atim.tv_sec == 1000000000 && st.st_atim.tv_nsec == 123456789);
+	return 0;
+}
+
+/* Prints the errno name of creating @path, or "ok". */
+static int create_errno(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		printf("ok\n");
+		close(fd);
+	} else {
+		printf("%s\n", strerrorname_np(errno));
+	}
+	return 0;
+}
+
+/* fallocate extends a file. */
+static int falloc(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	CHECK(posix_fallocate(fd, 0, 65536) == 0);
+	struct stat st;
+	CHECK(fstat(fd, &st) == 0 && st.st_size == 65536);
+	close(fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(const char *);
+	} cmds[] = {
+		{ "seekdir", seekdir_stable }, { "excl", excl },	   { "follow", handle_follows },
+		{ "mmap", mmap_shared },       { "seekhole", seek_hole }, { "locks", locks },
+		{ "append", append },	       { "utimes-ns", utimes_ns }, { "create-errno", create_errno },
+		{ "fallocate", falloc },
+	};
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: sfs-probe COMMAND PATH\n");
+		return 2;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argv[2]);
+	fprintf(stderr, "sfs-probe: unknown command '%s'\n", argv[1]);
+	return 2;
+}

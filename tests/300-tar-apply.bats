@@ -223,18 +223,24 @@ PY
 	[ "$(strata diff-size E)" = 0 ]
 }
 
-@test "parents: none given means the layer's own; another needs the changes engine" {
+@test "parents: none given means the layer's own; another goes through the mounted stacks" {
+	[ -c /dev/fuse ] || skip "no /dev/fuse"
 	strata create A
+	echo below >"$ROOT/diff/A/below"
 	strata create B --parent A
 	tar -C "$BATS_TEST_DIRNAME" -cf "$TEST_DIR/t.tar" tar
 	strata apply B "$TEST_DIR/t.tar" >/dev/null
 	strata diff B --parent A | tar -t | grep -q mkhostile
+	! strata diff B --parent A | tar -t | grep -q below
 	strata diff-size B --parent A
-	run strata diff B --parent ''
-	[ "$status" -eq 1 ]
-	[[ "$output" == *"needs the changes engine"* ]]
+	# Against nothing: the whole merged view, the parent's file included.
+	strata diff B --parent '' | tar -t | grep -qx below
+	strata diff B --parent '' | tar -t | grep -q mkhostile
+	[ "$(strata diff-size B --parent '')" -gt "$(strata diff-size B --parent A)" ]
 	run strata diff-size B --parent X
 	[ "$status" -eq 1 ]
+	[[ "$output" == *"no such parent layer 'X'"* ]]
+	[ -z "$(awk -v r="$ROOT" 'index($5, r) == 1' /proc/self/mountinfo)" ]
 }
 
 @test "no progress line when stderr is not a terminal; a tar is never written to a terminal" {

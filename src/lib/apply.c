@@ -771,7 +771,8 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		return -ENOMEM;
 	if (r == 0)
 		return fail_entry(ap, EEXIST, "appears twice");
-	r = check_whiteout_names(ap, clean, type == AE_IFREG && !hardlink);
+	/* aufs makes whiteouts hard links of one another, and Docker's Diff keeps them so. */
+	r = check_whiteout_names(ap, clean, type == AE_IFREG || hardlink);
 	if (r < 0)
 		return r;
 

@@ -15,7 +15,9 @@
 #include <sys/xattr.h>
 
 #include "fsutil.h"
+#include "hashset.h"
 #include "layerio.h"
+#include "naive.h"
 #include "whiteout.h"
 
 #define COPY_BUF (1024 * 1024)
@@ -33,67 +35,6 @@ int diff_is_parent(struct strata *s, const char *op, const char *id, const char 
 
 	return layer_resolve_parent(s, op, id, &parent, &chain, ret_fast, err);
 }
-
-/* ---- a set of inodes (hard links), optionally with the first name of each ---- */
-
-struct inode_slot {
-	dev_t dev;
-	ino_t ino;
-	char *name;
-	bool used;
-};
-
-struct inode_set {
-	struct inode_slot *slots;
-	size_t cap, n;
-};
-
-static size_t inode_hash(dev_t dev, ino_t ino, size_t cap)
-{
-	uint64_t h = ((uint64_t)ino * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)dev;
-	return (size_t)(h ^ (h >> 29)) & (cap - 1);
-}
-
-/* The slot of (@dev, @ino): used means it was there. NULL when out of memory. */
-static struct inode_slot *inode_set_get(struct inode_set *set, dev_t dev, ino_t ino)
-{
-	if (set->n * 2 >= set->cap) {
-		size_t ncap = set->cap ? set->cap * 2 : 256;
-		struct inode_slot *ns = calloc(ncap, sizeof(*ns));
-		if (!ns)
-			return NULL;
-		for (size_t i = 0; i < set->cap; i++) {
-			if (!set->slots[i].used)
-				continue;
-			size_t j = inode_hash(set->slots[i].dev, set->slots[i].ino, ncap);
-			while (ns[j].used)
-				j = (j + 1) & (ncap - 1);
-			ns[j] = set->slots[i];
-		}
-		free(set->slots);
-		set->slots = ns;
-		set->cap = ncap;
-	}
-	size_t j = inode_hash(dev, ino, set->cap);
-	while (set->slots[j].used) {
-		if (set->slots[j].dev == dev && set->slots[j].ino == ino)
-			return &set->slots[j];
-		j = (j + 1) & (set->cap - 1);
-	}
-	set->slots[j].dev = dev;
-	set->slots[j].ino = ino;
-	set->n++;
-	return &set->slots[j];
-}
-
-static void inode_set_free(struct inode_set *set)
-{
-	for (size_t i = 0; i < set->cap; i++)
-		free(set->slots[i].name);
-	free(set->slots);
-}
-
-/* ---- walking a layer in Go's WalkDir order ---- */
 
 static int cmp_name(const void *a, const void *b)
 {
@@ -194,7 +135,7 @@ int diff_size_at(int layer_fd, int64_t *ret)
 	int64_t total = 0;
 	int r = size_walk(layer_fd, &seen, &total, 0);
 
-	inode_set_free(&seen);
+	inode_set_clear(&seen);
 	if (r == 0)
 		*ret = total;
 	return r;
@@ -237,6 +178,12 @@ _public_ int strata_diff_size(struct strata *s, const char *id, const char *pare
 	_cleanup_close_ int lock = -1, fd = -1;
 	int r;
 
+	bool fast;
+	r = diff_is_parent(s, "diff-size", id, parent, &fast, err);
+	if (r < 0)
+		return r;
+	if (!fast)
+		return naive_diff_size(s, id, parent, ret_size, err);
 	r = open_layer(s, "diff-size", id, parent, &lock, &fd, err);
 	if (r < 0)
 		return r;
@@ -453,44 +400,108 @@ static int export_walk(struct exporter *ex, int dfd, const char *prefix, unsigne
 	return 0;
 }
 
+int exporter_new(struct strata *s, const char *id, int out_fd,
+		 const struct strata_progress *progress, struct strata_error **err,
+		 struct exporter **ret)
+{
+	struct exporter *ex = calloc(1, sizeof(*ex));
+
+	if (!ex)
+		return strata_fail(err, ENOMEM, "diff '%s': out of memory", id);
+	*ex = (struct exporter){ .id = id, .err = err, .progress = progress,
+				 .map = store_layer_idmap(s) };
+	ex->a = archive_write_new();
+	ex->e = archive_entry_new();
+	ex->buf = malloc(COPY_BUF);
+	if (!ex->a || !ex->e || !ex->buf) {
+		exporter_free(ex);
+		return strata_fail(err, ENOMEM, "diff '%s': out of memory", id);
+	}
+	/* Restricted pax: an extended header only where ustar cannot say it, as Go does. */
+	if (archive_write_set_format_pax_restricted(ex->a) != ARCHIVE_OK ||
+	    archive_write_set_format_option(ex->a, "pax", "xattrheader", "SCHILY") < ARCHIVE_WARN ||
+	    archive_write_set_bytes_per_block(ex->a, 10240) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(ex->a, 1) != ARCHIVE_OK ||
+	    archive_write_open_fd(ex->a, out_fd) != ARCHIVE_OK) {
+		int r = strata_fail(err, EIO, "diff '%s': cannot start the tar: %s", id,
+				    archive_error_string(ex->a));
+		exporter_free(ex);
+		return r;
+	}
+	*ret = ex;
+	return 0;
+}
+
+int exporter_add(struct exporter *ex, int dfd, const char *name, const char *rel,
+		 const struct stat *st)
+{
+	int r = export_entry(ex, dfd, name, rel, st);
+	if (r == -ENOMEM)
+		return strata_fail(ex->err, ENOMEM, "diff '%s': out of memory", ex->id);
+	if (r == 0 && ex->progress && ex->progress->fn)
+		ex->progress->fn(ex->progress->userdata, ex->bytes, ex->entries);
+	return r;
+}
+
+int exporter_add_whiteout(struct exporter *ex, const char *rel)
+{
+	/* As Docker's ExportChanges: a bare header, no mode or owner, stamped now. */
+	_cleanup_free_ char *name = NULL;
+	const char *slash = strrchr(rel, '/');
+	struct timespec now;
+
+	if (asprintf(&name, "%.*s" WH_PREFIX "%s", slash ? (int)(slash - rel + 1) : 0, rel,
+		     slash ? slash + 1 : rel) < 0)
+		return strata_fail(ex->err, ENOMEM, "diff '%s': out of memory", ex->id);
+	clock_gettime(CLOCK_REALTIME, &now);
+	archive_entry_clear(ex->e);
+	archive_entry_copy_pathname(ex->e, name);
+	archive_entry_set_filetype(ex->e, AE_IFREG);
+	archive_entry_set_perm(ex->e, 0);
+	archive_entry_set_size(ex->e, 0);
+	archive_entry_set_mtime(ex->e, now.tv_sec, 0);
+	int r = write_archive(ex, archive_write_header(ex->a, ex->e), name);
+	if (r == 0)
+		ex->entries++;
+	return r;
+}
+
+int exporter_finish(struct exporter *ex)
+{
+	if (archive_write_close(ex->a) != ARCHIVE_OK)
+		return strata_fail(ex->err, EIO, "diff '%s': cannot finish the tar: %s", ex->id,
+				   archive_error_string(ex->a));
+	if (ex->progress && ex->progress->fn)
+		ex->progress->fn(ex->progress->userdata, ex->bytes, ex->entries);
+	return 0;
+}
+
+void exporter_free(struct exporter *ex)
+{
+	if (!ex)
+		return;
+	if (ex->a)
+		archive_write_free(ex->a);
+	archive_entry_free(ex->e);
+	inode_set_clear(&ex->links);
+	free(ex->buf);
+	free(ex);
+}
+
 static int export_fresh(struct strata *s, const char *id, int layer_fd, int out_fd,
 			const struct strata_progress *progress, struct strata_error **err)
 {
-	struct exporter ex = { .id = id, .err = err, .progress = progress,
-			       .map = store_layer_idmap(s) };
-	int r;
+	struct exporter *ex;
+	int r = exporter_new(s, id, out_fd, progress, err, &ex);
 
-	ex.a = archive_write_new();
-	ex.e = archive_entry_new();
-	ex.buf = malloc(COPY_BUF);
-	if (!ex.a || !ex.e || !ex.buf) {
-		r = strata_fail(err, ENOMEM, "diff '%s': out of memory", id);
-		goto out;
-	}
-	/* Restricted pax: an extended header only where ustar cannot say it, as Go does. */
-	if (archive_write_set_format_pax_restricted(ex.a) != ARCHIVE_OK ||
-	    archive_write_set_format_option(ex.a, "pax", "xattrheader", "SCHILY") < ARCHIVE_WARN ||
-	    archive_write_set_bytes_per_block(ex.a, 10240) != ARCHIVE_OK ||
-	    archive_write_set_bytes_in_last_block(ex.a, 1) != ARCHIVE_OK ||
-	    archive_write_open_fd(ex.a, out_fd) != ARCHIVE_OK) {
-		r = strata_fail(err, EIO, "diff '%s': cannot start the tar: %s", id,
-				archive_error_string(ex.a));
-		goto out;
-	}
-	r = export_walk(&ex, layer_fd, "", 0);
-	if (r == 0 && archive_write_close(ex.a) != ARCHIVE_OK)
-		r = strata_fail(err, EIO, "diff '%s': cannot finish the tar: %s", id,
-				archive_error_string(ex.a));
-	if (r == 0 && progress && progress->fn)
-		progress->fn(progress->userdata, ex.bytes, ex.entries);
+	if (r < 0)
+		return r;
+	r = export_walk(ex, layer_fd, "", 0);
 	if (r == -ENOMEM)
 		r = strata_fail(err, ENOMEM, "diff '%s': out of memory", id);
-out:
-	if (ex.a)
-		archive_write_free(ex.a);
-	archive_entry_free(ex.e);
-	inode_set_free(&ex.links);
-	free(ex.buf);
+	if (r == 0)
+		r = exporter_finish(ex);
+	exporter_free(ex);
 	return r;
 }
 
@@ -501,6 +512,12 @@ _public_ int strata_diff_export(struct strata *s, const char *id, const char *pa
 	_cleanup_close_ int lock = -1, layer_fd = -1;
 	int r;
 
+	bool fast;
+	r = diff_is_parent(s, "diff", id, parent, &fast, err);
+	if (r < 0)
+		return r;
+	if (!fast)
+		return naive_diff_export(s, id, parent, out_fd, progress, err);
 	r = open_layer(s, "diff", id, parent, &lock, &layer_fd, err);
 	if (r < 0)
 		return r;

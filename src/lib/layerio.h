@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "strata-private.h"
@@ -113,6 +114,22 @@ int tarsplit_assemble(int record_fd, int layer_fd, int out_fd,
  */
 int diff_is_parent(struct strata *s, const char *op, const char *id, const char *parent,
 		   bool *ret_fast, struct strata_error **err);
+
+/*
+ * A tar written the way Docker's Diff writes it (export.c), one entry at a
+ * time: for the naive path, which exports a list of changes.
+ */
+struct exporter;
+int exporter_new(struct strata *s, const char *id, int out_fd,
+		 const struct strata_progress *progress, struct strata_error **err,
+		 struct exporter **ret);
+/* Adds @name of directory @dfd as tar entry @rel (no leading '/'), with its data. */
+int exporter_add(struct exporter *ex, int dfd, const char *name, const char *rel,
+		 const struct stat *st);
+/* Adds the whiteout of @rel: "dir/.wh.name", empty, as Docker's ExportChanges. */
+int exporter_add_whiteout(struct exporter *ex, const char *rel);
+int exporter_finish(struct exporter *ex);
+void exporter_free(struct exporter *ex);
 
 /* Docker's directory.Size of the tree open as @layer_fd. */
 int diff_size_at(int layer_fd, int64_t *ret);

@@ -11,6 +11,7 @@
 
 #include "changes.h"
 #include "hashset.h"
+#include "layerio.h"
 #include "naive.h"
 
 int changes_size(int root_fd, const struct change_list *l, int64_t *ret)
@@ -119,6 +120,45 @@ int naive_diff_size(struct strata *s, const char *id, const char *parent, int64_
 	r = changes_size(n.new_fd, &n.changes, ret);
 	if (r < 0)
 		strata_fail(err, r, "diff-size '%s': %s", id, strerror(-r));
+	int q = naive_close(&n, r < 0 ? NULL : err);
+	return r < 0 ? r : q;
+}
+
+int naive_diff_export(struct strata *s, const char *id, const char *parent, int out_fd,
+		      const struct strata_progress *progress, struct strata_error **err)
+{
+	struct exporter *ex = NULL;
+	struct naive n;
+	int r = naive_open(s, "diff", id, parent, &n, err);
+
+	if (r < 0)
+		return r;
+	r = exporter_new(s, id, out_fd, progress, err, &ex);
+	for (size_t i = 0; r == 0 && i < n.changes.n; i++) {
+		const char *rel = n.changes.v[i].path + 1;
+		if (n.changes.v[i].kind == STRATA_CHANGE_DELETE) {
+			r = exporter_add_whiteout(ex, rel);
+			continue;
+		}
+		const char *slash = strrchr(rel, '/');
+		_cleanup_free_ char *dir = slash ? strndup(rel, (size_t)(slash - rel)) : strdup("");
+		const char *base = slash ? slash + 1 : rel;
+		struct stat st;
+		if (!dir) {
+			r = strata_fail(err, ENOMEM, "diff '%s': out of memory", id);
+			break;
+		}
+		_cleanup_close_ int dfd = layer_openat(n.new_fd, dir, O_RDONLY | O_DIRECTORY, 0);
+		if (dfd < 0 || fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			int e = dfd < 0 ? -dfd : errno;
+			r = strata_fail(err, e, "diff '%s': '%s': %s", id, rel, strerror(e));
+			break;
+		}
+		r = exporter_add(ex, dfd, base, rel, &st);
+	}
+	if (r == 0)
+		r = exporter_finish(ex);
+	exporter_free(ex);
 	int q = naive_close(&n, r < 0 ? NULL : err);
 	return r < 0 ? r : q;
 }

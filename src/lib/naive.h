@@ -24,3 +24,7 @@ int changes_size(int root_fd, const struct change_list *l, int64_t *ret);
 
 int naive_diff_size(struct strata *s, const char *id, const char *parent, int64_t *ret,
 		    struct strata_error **err);
+
+/* Docker's naive Diff: the changes as a tar, deletes as ".wh." entries. */
+int naive_diff_export(struct strata *s, const char *id, const char *parent, int out_fd,
+		      const struct strata_progress *progress, struct strata_error **err);

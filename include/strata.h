@@ -249,6 +249,8 @@ enum strata_diff_flags {
 	STRATA_DIFF_NO_TARSPLIT = 1 << 0,
 	/* export: write a fresh tar of the files even when a tar-split record exists. */
 	STRATA_DIFF_REGENERATE = 1 << 1,
+	/* apply: write every file on the calling thread (no worker threads). */
+	STRATA_DIFF_SERIAL = 1 << 2,
 };
 
 /**

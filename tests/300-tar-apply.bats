@@ -257,3 +257,49 @@ PY
 		[[ "$output" == *"will not write a tar to a terminal"* ]]
 	fi
 }
+
+@test "diff keeps only security.capability, rewritten from v3 to v2 as Docker does" {
+	mkdir -p "$TEST_DIR/s"
+	echo x >"$TEST_DIR/s/f"
+	setcap -n 1000 cap_net_raw+ep "$TEST_DIR/s/f" 2>/dev/null || skip "cannot set v3 capabilities"
+	setfattr -n user.other -v 1 "$TEST_DIR/s/f"
+	tar --xattrs --xattrs-include='*' --format=posix -C "$TEST_DIR/s" -cf "$TEST_DIR/in.tar" .
+	strata create L
+	strata apply L "$TEST_DIR/in.tar" >/dev/null
+	[ "$(getfattr --only-values -n user.other "$ROOT/diff/L/f")" = 1 ]
+	strata diff L --regenerate -o "$TEST_DIR/out.tar"
+	python3 - "$TEST_DIR/out.tar" <<'PY'
+import sys, tarfile
+m = [m for m in tarfile.open(sys.argv[1]) if m.name == "f"][0]
+caps = m.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape")
+assert len(caps) == 20, len(caps)
+assert caps[3] == 2, caps
+assert not any(k.startswith("SCHILY.xattr.user") for k in m.pax_headers), m.pax_headers
+PY
+}
+
+@test "a progress line on a terminal, none with -q" {
+	script -qec true /dev/null >/dev/null 2>&1 || skip "no script(1)"
+	strata create L
+	strata create M
+	tar -C "$BATS_TEST_DIRNAME" -cf "$TEST_DIR/t.tar" .
+	run script -qec "$STRATA_BIN --root $ROOT apply L $TEST_DIR/t.tar" /dev/null
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"entries"*"MB/s"* ]]
+	run script -qec "$STRATA_BIN --root $ROOT -q apply M $TEST_DIR/t.tar" /dev/null
+	[ "$status" -eq 0 ]
+	[[ "$output" != *"entries"* ]]
+}
+
+@test "worker threads and --serial unpack the same tree and the same record" {
+	make_tree "$TEST_DIR/src"
+	for i in $(seq 1 300); do echo "$i" >"$TEST_DIR/src/dir/n$i"; done
+	ln "$TEST_DIR/src/dir/n7" "$TEST_DIR/src/dir/sub/link7"
+	tar --xattrs --xattrs-include='*' --format=posix -C "$TEST_DIR/src" -cf "$TEST_DIR/in.tar" .
+	strata create P
+	strata create S
+	[ "$(strata apply P "$TEST_DIR/in.tar")" = "$(strata apply S --serial "$TEST_DIR/in.tar")" ]
+	diff <(tree_meta "$ROOT/diff/P") <(tree_meta "$ROOT/diff/S")
+	diff <(tree_meta "$TEST_DIR/src") <(tree_meta "$ROOT/diff/P")
+	cmp <(zcat "$ROOT/.strata/tarsplit/P.json.gz") <(zcat "$ROOT/.strata/tarsplit/S.json.gz")
+}

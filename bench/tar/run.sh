@@ -43,18 +43,31 @@ fresh_layer() {
 	sync
 }
 
-# One row: label, bytes of (uncompressed) tar, then a command that is run RUNS times after $2.
-row() {
-	local label=$1 bytes=$2 prep=$3
-	shift 3
-	local times=()
-	for _ in $(seq "$RUNS"); do
-		$prep
-		times+=("$(timed "$@")")
+# Cases run interleaved, RUNS rounds of all of them, so that a machine whose load
+# drifts (it is often shared) biases no tool: label, bytes, prep, command, split by US.
+cases=()
+add() {
+	cases+=("$1"$'\x1f'"$2"$'\x1f'"$3"$'\x1f'"$4")
+}
+
+run_cases() {
+	local -A times
+	local r i label bytes prep cmd
+	for r in $(seq "$RUNS"); do
+		for i in "${!cases[@]}"; do
+			IFS=$'\x1f' read -r label bytes prep cmd <<<"${cases[$i]}"
+			$prep
+			times[$i]+="$(timed sh -c "$cmd") "
+		done
 	done
-	local med
-	med=$(printf '%s\n' "${times[@]}" | median)
-	printf '| %-44s | %8.2f s | %8.0f MB/s |\n' "$label" "$med" "$(echo "$bytes / 1000000 / $med" | bc -l)"
+	for i in "${!cases[@]}"; do
+		IFS=$'\x1f' read -r label bytes prep cmd <<<"${cases[$i]}"
+		local med
+		med=$(printf '%s\n' ${times[$i]} | median)
+		printf '| %-44s | %8.2f s | %8.0f MB/s |\n' "$label" "$med" \
+			"$(echo "$bytes / 1000000 / $med" | bc -l)"
+	done
+	cases=()
 }
 
 if [ ! -f "$W/usr.tar" ]; then
@@ -89,25 +102,28 @@ echo "Input: usr.tar $((usr / 1000000)) MB, $entries entries; small.tar $((small
 echo
 echo '| operation | median | rate |'
 echo '|---|---|---|'
+S="'$STRATA' -q --root '$W/root'"
 for t in usr small; do
 	bytes=$(stat -c %s "$W/$t.tar")
-	row "$t: GNU tar -xpf --xattrs" "$bytes" fresh_out tar -xpf "$W/$t.tar" --xattrs -C "$W/out"
+	add "$t: GNU tar -xpf --xattrs" "$bytes" fresh_out "tar -xpf '$W/$t.tar' --xattrs -C '$W/out'"
 	command -v bsdtar >/dev/null &&
-		row "$t: bsdtar -xpf" "$bytes" fresh_out bsdtar -xpf "$W/$t.tar" -C "$W/out"
-	row "$t: strata apply" "$bytes" fresh_layer "$STRATA" -q --root "$W/root" apply L "$W/$t.tar"
-	row "$t: strata apply --no-tar-split" "$bytes" fresh_layer \
-		"$STRATA" -q --root "$W/root" apply --no-tar-split L "$W/$t.tar"
+		add "$t: bsdtar -xpf" "$bytes" fresh_out "bsdtar -xpf '$W/$t.tar' -C '$W/out'"
+	add "$t: strata apply" "$bytes" fresh_layer "$S apply L '$W/$t.tar'"
+	add "$t: strata apply --no-tar-split" "$bytes" fresh_layer "$S apply --no-tar-split L '$W/$t.tar'"
+	add "$t: strata apply --serial" "$bytes" fresh_layer "$S apply --serial L '$W/$t.tar'"
 done
 command -v pigz >/dev/null &&
-	row "usr.gz: pigz -d | tar -xpf" "$usr" fresh_out sh -c "pigz -dc '$W/usr.tar.gz' | tar -xpf - --xattrs -C '$W/out'"
-row "usr.gz: strata apply" "$usr" fresh_layer "$STRATA" -q --root "$W/root" apply L "$W/usr.tar.gz"
-row "usr.zst: zstd -d | tar -xpf" "$usr" fresh_out sh -c "zstd -dc '$W/usr.tar.zst' | tar -xpf - --xattrs -C '$W/out'"
-row "usr.zst: strata apply" "$usr" fresh_layer "$STRATA" -q --root "$W/root" apply L "$W/usr.tar.zst"
+	add "usr.gz: pigz -d | tar -xpf" "$usr" fresh_out "pigz -dc '$W/usr.tar.gz' | tar -xpf - --xattrs -C '$W/out'"
+add "usr.gz: strata apply" "$usr" fresh_layer "$S apply L '$W/usr.tar.gz'"
+add "usr.zst: zstd -d | tar -xpf" "$usr" fresh_out "zstd -dc '$W/usr.tar.zst' | tar -xpf - --xattrs -C '$W/out'"
+add "usr.zst: strata apply" "$usr" fresh_layer "$S apply L '$W/usr.tar.zst'"
+run_cases
 
 # diff: of the same extracted tree, through a pipe (GNU tar skips reading for /dev/null).
 fresh_layer
-"$STRATA" -q --root "$W/root" apply L "$W/usr.tar" >/dev/null
+$STRATA -q --root "$W/root" apply L "$W/usr.tar" >/dev/null
 noop() { :; }
-row "usr: GNU tar -cf - | cat" "$usr" noop sh -c "tar -cf - -C '$W/root/diff/L' . | cat >/dev/null"
-row "usr: strata diff (tar-split) | cat" "$usr" noop sh -c "'$STRATA' -q --root '$W/root' diff L | cat >/dev/null"
-row "usr: strata diff --regenerate | cat" "$usr" noop sh -c "'$STRATA' -q --root '$W/root' diff --regenerate L | cat >/dev/null"
+add "usr: GNU tar -cf - | cat" "$usr" noop "tar -cf - -C '$W/root/diff/L' . | cat >/dev/null"
+add "usr: strata diff (tar-split) | cat" "$usr" noop "$S diff L | cat >/dev/null"
+add "usr: strata diff --regenerate | cat" "$usr" noop "$S diff --regenerate L | cat >/dev/null"
+run_cases

@@ -9,7 +9,7 @@
 
 #include "cli.h"
 
-enum { OPT_NO_TARSPLIT = OPT_COMMAND_FIRST, OPT_REGENERATE };
+enum { OPT_NO_TARSPLIT = OPT_COMMAND_FIRST, OPT_REGENERATE, OPT_SERIAL };
 
 struct diff_args {
 	const char *parent;  /* NULL: the layer's own */
@@ -34,6 +34,9 @@ static int diff_opt(struct cli *cli, int c, const char *arg, void *u)
 	case OPT_REGENERATE:
 		a->flags |= STRATA_DIFF_REGENERATE;
 		return 0;
+	case OPT_SERIAL:
+		a->flags |= STRATA_DIFF_SERIAL;
+		return 0;
 	}
 	return EXIT_USAGE;
 }
@@ -42,7 +45,8 @@ static int diff_opt(struct cli *cli, int c, const char *arg, void *u)
 
 struct progress_line {
 	struct timespec start, last;
-	bool shown;
+	uint64_t bytes, entries;
+	bool active, shown;
 };
 
 static double since(const struct timespec *a, const struct timespec *b)
@@ -53,14 +57,15 @@ static double since(const struct timespec *a, const struct timespec *b)
 static void progress_show(struct progress_line *p, uint64_t bytes, uint64_t entries, bool final)
 {
 	struct timespec now;
+	p->bytes = bytes;
+	p->entries = entries;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (!final && since(&p->last, &now) < 0.1)
 		return;
 	p->last = now;
 	double secs = since(&p->start, &now);
-	fprintf(stderr, "\r%10.1f MB  %8llu entries  %7.1f MB/s%s", (double)bytes / 1e6,
-		(unsigned long long)entries, secs > 0 ? (double)bytes / 1e6 / secs : 0.0,
-		final ? "\n" : "");
+	fprintf(stderr, "\r%10.1f MB  %8llu entries  %7.1f MB/s", (double)bytes / 1e6,
+		(unsigned long long)entries, secs > 0 ? (double)bytes / 1e6 / secs : 0.0);
 	p->shown = true;
 }
 
@@ -76,14 +81,18 @@ static void progress_init(struct cli *cli, struct progress_line *line, struct st
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &line->start);
 	line->last = line->start;
+	line->active = true;
 	p->fn = progress_cb;
 	p->userdata = line;
 }
 
+/* The last word: what was done and how fast, on its own line. */
 static void progress_end(struct progress_line *line)
 {
-	if (line->shown)
-		fputc('\n', stderr);
+	if (!line->active)
+		return;
+	progress_show(line, line->bytes, line->entries, true);
+	fputc('\n', stderr);
 }
 
 /* ---- commands ---- */
@@ -93,6 +102,7 @@ static const struct option diff_opts[] = {
 	{ "output", required_argument, NULL, 'o' },
 	{ "no-tar-split", no_argument, NULL, OPT_NO_TARSPLIT },
 	{ "regenerate", no_argument, NULL, OPT_REGENERATE },
+	{ "serial", no_argument, NULL, OPT_SERIAL },
 	{ 0 },
 };
 
@@ -240,7 +250,8 @@ const struct command cmd_apply = {
 	"unpack a layer tar (plain, gzip, zstd, xz, bzip2) into a layer and print its size",
 	"  -p, --parent P        the parent the tar is a diff against (default: the layer's own;\n"
 	"                        '' means none)\n"
-	"      --no-tar-split    keep no record for rebuilding the tar byte for byte\n",
+	"      --no-tar-split    keep no record for rebuilding the tar byte for byte\n"
+	"      --serial          write every file on one thread\n",
 	run_apply, 0,
 };
 const struct command cmd_diff = {

@@ -34,6 +34,8 @@
 /* Larger sizes are hostile: no file system we run on holds them. */
 #define SIZE_LIMIT (INT64_C(1) << 56)
 #define IMPLIED_DIR_MODE 0755
+/* Larger files are written on the parsing thread, straight from libarchive's buffers. */
+#define POOL_FILE_MAX (1 << 20)
 
 static void archive_read_freep(struct archive **a)
 {
@@ -316,6 +318,16 @@ static int strset_add(struct strset *set, const char *s)
 	return 1;
 }
 
+static bool strset_has(const struct strset *set, const char *s)
+{
+	if (set->cap == 0)
+		return false;
+	for (size_t j = hash_str(s) & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1))
+		if (!strcmp(set->slots[j], s))
+			return true;
+	return false;
+}
+
 static void strset_free(struct strset *set)
 {
 	for (size_t i = 0; i < set->cap; i++)
@@ -330,8 +342,8 @@ struct recorder {
 	struct tarsplit_writer *ts;  /* NULL: not recording */
 	uint64_t fed;                /* bytes handed to libarchive */
 	uint64_t drop_until;         /* bytes below are file content, not kept */
-	unsigned char *spool;        /* raw bytes [spool_off, spool_off + spool_len) */
-	size_t spool_len, spool_cap;
+	unsigned char *spool;        /* raw bytes [spool_off, spool_off + spool_len) at spool_head */
+	size_t spool_head, spool_len, spool_cap;
 	uint64_t spool_off;
 	int error;
 	bool broken;                 /* the record cannot be trusted: dropped at the end */
@@ -341,6 +353,7 @@ static void rec_abandon(struct recorder *rec)
 {
 	rec->broken = true;
 	rec->spool_len = 0;
+	rec->spool_head = 0;
 }
 
 static void rec_append(struct recorder *rec, const unsigned char *p, size_t n)
@@ -361,6 +374,11 @@ static void rec_append(struct recorder *rec, const unsigned char *p, size_t n)
 		rec_abandon(rec);
 		return;
 	}
+	if (rec->spool_head + rec->spool_len + n > rec->spool_cap && rec->spool_head > 0) {
+		/* Consumed bytes are skipped, not moved: compact only when the end is reached. */
+		memmove(rec->spool, rec->spool + rec->spool_head, rec->spool_len);
+		rec->spool_head = 0;
+	}
 	if (rec->spool_len + n > rec->spool_cap) {
 		size_t ncap = rec->spool_cap ? rec->spool_cap : 65536;
 		while (ncap < rec->spool_len + n)
@@ -373,8 +391,18 @@ static void rec_append(struct recorder *rec, const unsigned char *p, size_t n)
 		rec->spool = ns;
 		rec->spool_cap = ncap;
 	}
-	memcpy(rec->spool + rec->spool_len, p, n);
+	memcpy(rec->spool + rec->spool_head + rec->spool_len, p, n);
 	rec->spool_len += n;
+}
+
+/* Drops the first @k bytes of the spool. */
+static void rec_consume(struct recorder *rec, size_t k)
+{
+	rec->spool_head += k;
+	rec->spool_len -= k;
+	rec->spool_off += k;
+	if (rec->spool_len == 0)
+		rec->spool_head = 0;
 }
 
 /* Everything before offset @pos not yet recorded is a segment. */
@@ -387,12 +415,10 @@ static int rec_segment_until(struct recorder *rec, uint64_t pos)
 		rec_abandon(rec);
 		return 0;
 	}
-	int r = tarsplit_add_segment(rec->ts, rec->spool, k);
+	int r = tarsplit_add_segment(rec->ts, rec->spool + rec->spool_head, k);
 	if (r < 0)
 		return r;
-	memmove(rec->spool, rec->spool + k, rec->spool_len - k);
-	rec->spool_len -= k;
-	rec->spool_off = pos;
+	rec_consume(rec, k);
 	return 0;
 }
 
@@ -406,10 +432,7 @@ static void rec_payload(struct recorder *rec, uint64_t pos, uint64_t size)
 		return;
 	}
 	rec->drop_until = pos + size;
-	size_t k = rec->spool_len < size ? rec->spool_len : (size_t)size;
-	memmove(rec->spool, rec->spool + k, rec->spool_len - k);
-	rec->spool_len -= k;
-	rec->spool_off = pos + k;
+	rec_consume(rec, rec->spool_len < size ? rec->spool_len : (size_t)size);
 }
 
 static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
@@ -444,7 +467,9 @@ struct apply {
 	struct dirtime *dirs;
 	size_t n_dirs, cap_dirs;
 	char *cache_path;   /* the parent directory last opened, and its O_PATH fd */
-	int cache_fd;
+	struct fp_dir *cache_dir;
+	struct file_pool *pool;  /* NULL: every file is written on this thread */
+	struct strset implied;   /* directories made for entries below them (with a pool) */
 	const struct strata_progress *progress;
 	uint64_t entries;
 	int64_t size;       /* for a layer that was empty: the size, as diff_size() counts */
@@ -475,8 +500,15 @@ static int open_parent(struct apply *ap, const char *dir)
 	int fd;
 
 	if (ap->cache_path && !strcmp(ap->cache_path, dir))
-		return ap->cache_fd;
+		return ap->cache_dir->fd;
 	fd = layer_openat(ap->layer_fd, dir, O_PATH | O_DIRECTORY, 0);
+	if (fd < 0 && ap->pool) {
+		/* What is missing or in the way may be a file still queued: let it land first. */
+		int r = file_pool_drain(ap->pool);
+		if (r < 0)
+			return r;
+		fd = layer_openat(ap->layer_fd, dir, O_PATH | O_DIRECTORY, 0);
+	}
 	if (fd == -ENOENT) {
 		/* Walk down, making what is missing, each step resolved inside the layer. */
 		_cleanup_free_ char *p = strdup(dir);
@@ -495,6 +527,8 @@ static int open_parent(struct apply *ap, const char *dir)
 						      ap->root_gid);
 				if (r < 0 && r != -EEXIST)
 					return r;
+				if (r == 0 && ap->pool && strset_add(&ap->implied, p) < 0)
+					return -ENOMEM;
 				nfd = openat(cur, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 				if (nfd < 0)
 					return -errno;
@@ -513,25 +547,37 @@ static int open_parent(struct apply *ap, const char *dir)
 	if (fd < 0)
 		return fd;
 	char *copy = strdup(dir);
-	if (!copy) {
+	struct fp_dir *d = copy ? fp_dir_new(fd) : NULL;
+	if (!d) {
+		free(copy);
 		close(fd);
 		return -ENOMEM;
 	}
-	if (ap->cache_fd >= 0)
-		close(ap->cache_fd);
+	fp_dir_unref(ap->cache_dir);
 	free(ap->cache_path);
 	ap->cache_path = copy;
-	ap->cache_fd = fd;
+	ap->cache_dir = d;
 	return fd;
 }
 
 static void drop_parent_cache(struct apply *ap)
 {
-	if (ap->cache_fd >= 0)
-		close(ap->cache_fd);
-	ap->cache_fd = -1;
+	fp_dir_unref(ap->cache_dir);
+	ap->cache_dir = NULL;
 	free(ap->cache_path);
 	ap->cache_path = NULL;
+}
+
+/* A queued file failed: say which, and what failed. */
+static int fail_pool(struct apply *ap, int r)
+{
+	const char *name, *what;
+
+	file_pool_error(ap->pool, &name, &what);
+	size_t len = strlen(name);
+	return strata_fail(ap->err, r, "apply '%s': entry '%.*s%s' %s: %s", ap->id,
+			   len > 240 ? 240 : (int)len, name, len > 240 ? "..." : "", what,
+			   strerror(-r));
 }
 
 /* Sets the xattrs of the entry; file systems without them are skipped, as Docker does. */
@@ -555,19 +601,44 @@ static int set_xattrs(struct apply *ap, struct archive_entry *e, int fd, int pfd
 }
 
 /* Docker's order: owner, xattrs (a chown drops security.capability), mode, then times. */
-static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, const char *base,
-		    bool is_link)
+/* The entry's owner on the host, through the store's id maps. */
+static int entry_owner(struct apply *ap, struct archive_entry *e, uint32_t *uid, uint32_t *gid)
 {
-	uint32_t uid = (uint32_t)archive_entry_uid(e), gid = (uint32_t)archive_entry_gid(e);
-	struct timespec ts[2];
-	int r;
-
 	if (archive_entry_uid(e) < 0 || archive_entry_uid(e) > UINT32_MAX - 1 ||
 	    archive_entry_gid(e) < 0 || archive_entry_gid(e) > UINT32_MAX - 1)
 		return fail_entry(ap, EBADMSG, "has a bad owner");
-	if (idmap_pair_to_host(&ap->map, &uid, &gid) < 0)
+	*uid = (uint32_t)archive_entry_uid(e);
+	*gid = (uint32_t)archive_entry_gid(e);
+	if (idmap_pair_to_host(&ap->map, uid, gid) < 0)
 		return fail_entry(ap, ERANGE, "has owner %u:%u, which the store's id maps do not map",
 				  (unsigned)archive_entry_uid(e), (unsigned)archive_entry_gid(e));
+	return 0;
+}
+
+/* atime and mtime; as Docker, an atime before the mtime (or none) is the mtime. */
+static void entry_times(struct archive_entry *e, struct timespec ts[2])
+{
+	ts[1].tv_sec = archive_entry_mtime(e);
+	ts[1].tv_nsec = archive_entry_mtime_nsec(e);
+	ts[0] = ts[1];
+	if (archive_entry_atime_is_set(e) &&
+	    (archive_entry_atime(e) > ts[1].tv_sec ||
+	     (archive_entry_atime(e) == ts[1].tv_sec && archive_entry_atime_nsec(e) > ts[1].tv_nsec))) {
+		ts[0].tv_sec = archive_entry_atime(e);
+		ts[0].tv_nsec = archive_entry_atime_nsec(e);
+	}
+}
+
+static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, const char *base,
+		    bool is_link)
+{
+	uint32_t uid, gid;
+	struct timespec ts[2];
+	int r;
+
+	r = entry_owner(ap, e, &uid, &gid);
+	if (r < 0)
+		return r;
 	r = fd >= 0 ? fchown(fd, uid, gid) : fchownat(pfd, base, uid, gid, AT_SYMLINK_NOFOLLOW);
 	if (r < 0)
 		return fail_entry(ap, errno, "cannot change owner: %m");
@@ -580,15 +651,7 @@ static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, 
 		if (r < 0)
 			return fail_entry(ap, errno, "cannot change mode: %m");
 	}
-	ts[1].tv_sec = archive_entry_mtime(e);
-	ts[1].tv_nsec = archive_entry_mtime_nsec(e);
-	ts[0] = ts[1];
-	if (archive_entry_atime_is_set(e) &&
-	    (archive_entry_atime(e) > ts[1].tv_sec ||
-	     (archive_entry_atime(e) == ts[1].tv_sec && archive_entry_atime_nsec(e) > ts[1].tv_nsec))) {
-		ts[0].tv_sec = archive_entry_atime(e);
-		ts[0].tv_nsec = archive_entry_atime_nsec(e);
-	}
+	entry_times(e, ts);
 	if (archive_entry_filetype(e) == AE_IFDIR && !is_link) {
 		/* Later entries change a directory's times: set them at the end. */
 		if (ap->n_dirs == ap->cap_dirs) {
@@ -610,7 +673,11 @@ static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, 
 /* Removes whatever is at @base (a directory with its contents), so that the entry replaces it. */
 static int replace(struct apply *ap, int pfd, const char *base)
 {
-	int r = rm_rf_at(pfd, base);
+	int r;
+
+	if (ap->pool && (r = file_pool_drain(ap->pool)) < 0)
+		return fail_pool(ap, r);
+	r = rm_rf_at(pfd, base);
 	/* The cached parent may have been below what went: look it up again next time. */
 	free(ap->cache_path);
 	ap->cache_path = NULL;
@@ -619,9 +686,108 @@ static int replace(struct apply *ap, int pfd, const char *base)
 	return 0;
 }
 
-static int write_file(struct apply *ap, struct archive *a, struct archive_entry *e,
-		      struct recorder *rec, int pfd, const char *base, const char *tarname)
+/*
+ * Queues a regular file for the pool: its content is read here (recorded, checksummed)
+ * and copied into the job; a worker creates the file.
+ */
+static int queue_file(struct apply *ap, struct archive *a, struct archive_entry *e,
+		      struct recorder *rec, const char *base, const char *tarname)
 {
+	int64_t size = archive_entry_size(e);
+	struct fp_job *j = calloc(1, sizeof(*j));
+	uint64_t crc = 0;
+	size_t pos = 0;
+	int r;
+
+	if (!j)
+		return -ENOMEM;
+	j->dir = fp_dir_ref(ap->cache_dir);
+	j->len = (size_t)size;
+	if (!(j->data = malloc(size ? (size_t)size : 1)) || !(j->base = strdup(base)) ||
+	    !(j->name = strdup(tarname))) {
+		fp_job_free(j);
+		return -ENOMEM;
+	}
+	r = entry_owner(ap, e, &j->uid, &j->gid);
+	if (r < 0) {
+		fp_job_free(j);
+		return r;
+	}
+	j->mode = archive_entry_perm(e) & 07777;
+	entry_times(e, j->ts);
+	int n_x = archive_entry_xattr_reset(e);
+	if (n_x > 0) {
+		const char *xn;
+		const void *xv;
+		size_t xs;
+		if (!(j->xattrs = calloc((size_t)n_x, sizeof(*j->xattrs)))) {
+			fp_job_free(j);
+			return -ENOMEM;
+		}
+		while (j->n_xattrs < (size_t)n_x &&
+		       archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
+			struct fp_xattr *x = &j->xattrs[j->n_xattrs++];
+			x->size = xs;
+			if (!(x->name = strdup(xn)) || !(x->value = malloc(xs ? xs : 1))) {
+				fp_job_free(j);
+				return -ENOMEM;
+			}
+			memcpy(x->value, xv, xs);
+		}
+	}
+
+	uint64_t data_start = (uint64_t)archive_filter_bytes(a, 0);
+	bool record = rec->ts && !rec->broken && size > 0;
+	if (record)
+		rec_payload(rec, data_start, (uint64_t)size);
+	for (;;) {
+		const void *buf;
+		size_t n;
+		la_int64_t off;
+		r = archive_read_data_block(a, &buf, &n, &off);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+			fp_job_free(j);
+			if (rec->error)
+				return fail_entry(ap, -rec->error, "cannot be read: %s",
+						  strerror(-rec->error));
+			return fail_entry(ap, EBADMSG, "is damaged: %s", archive_error_string(a));
+		}
+		if (off < 0 || (uint64_t)off != pos || n > j->len - pos) {
+			fp_job_free(j);
+			return fail_entry(ap, EBADMSG, "has data out of place");
+		}
+		memcpy(j->data + pos, buf, n);
+		if (record)
+			crc = crc64_iso_update(crc, buf, n);
+		pos += n;
+	}
+	if (pos != j->len) {
+		fp_job_free(j);
+		return fail_entry(ap, EBADMSG, "has less data than its size");
+	}
+	if (record && (r = tarsplit_add_file(rec->ts, tarname, size, crc)) < 0) {
+		fp_job_free(j);
+		return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+	}
+	if (!record && rec->ts && !rec->broken && (r = tarsplit_add_file(rec->ts, tarname, 0, 0)) < 0) {
+		fp_job_free(j);
+		return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+	}
+	ap->size += size;
+	r = file_pool_push(ap->pool, j);
+	return r < 0 ? fail_pool(ap, r) : 0;
+}
+
+static int write_file(struct apply *ap, struct archive *a, struct archive_entry *e,
+		      struct recorder *rec, int pfd, const char *base, const char *tarname,
+		      const char *clean)
+{
+	if (ap->pool && archive_entry_sparse_count(e) == 0 &&
+	    archive_entry_size(e) <= POOL_FILE_MAX && !strset_has(&ap->implied, clean))
+		return queue_file(ap, a, e, rec, base, tarname);
+
 	int64_t size = archive_entry_size(e);
 	bool sparse = archive_entry_sparse_count(e) > 0;
 	uint64_t crc = 0, got = 0;
@@ -792,6 +958,9 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		char tclean[PATH_MAX];
 		if (size > 0)
 			return fail_entry(ap, EBADMSG, "is a hard link with data");
+		/* Its target may be a file still queued. */
+		if (ap->pool && (r = file_pool_drain(ap->pool)) < 0)
+			return fail_pool(ap, r);
 		r = tar_path_clean(hardlink, tclean, sizeof(tclean));
 		if (r == -EXDEV || (r == 0 && *hardlink))
 			return fail_entry(ap, EXDEV, "links to '%s', outside the layer", hardlink);
@@ -825,7 +994,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 
 	switch (type) {
 	case AE_IFREG:
-		return write_file(ap, a, e, rec, pfd, base, name);
+		return write_file(ap, a, e, rec, pfd, base, name, clean);
 	case AE_IFDIR: {
 		r = mkdirat(pfd, base, 0700);
 		if (r < 0 && errno == EEXIST) {
@@ -851,13 +1020,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		struct dirtime *d = &ap->dirs[ap->n_dirs];
 		if (!(d->path = strdup(clean)))
 			return -ENOMEM;
-		d->ts[1].tv_sec = archive_entry_mtime(e);
-		d->ts[1].tv_nsec = archive_entry_mtime_nsec(e);
-		d->ts[0] = d->ts[1];
-		if (archive_entry_atime_is_set(e) && archive_entry_atime(e) > d->ts[1].tv_sec) {
-			d->ts[0].tv_sec = archive_entry_atime(e);
-			d->ts[0].tv_nsec = archive_entry_atime_nsec(e);
-		}
+		entry_times(e, d->ts);
 		ap->n_dirs++;
 		return 0;
 	}
@@ -912,6 +1075,10 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 
 static int apply_dir_times(struct apply *ap)
 {
+	int r;
+
+	if (ap->pool && (r = file_pool_drain(ap->pool)) < 0)
+		return fail_pool(ap, r);
 	for (size_t i = 0; i < ap->n_dirs; i++) {
 		_cleanup_close_ int fd = layer_openat(ap->layer_fd, ap->dirs[i].path,
 						      O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
@@ -1018,7 +1185,7 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	_cleanup_close_ int lock = -1, layer_fd = -1;
 	struct input in = { .fd = -1 };
 	struct recorder rec = { .in = &in };
-	struct apply ap = { .s = s, .id = id, .err = err, .cache_fd = -1, .progress = progress };
+	struct apply ap = { .s = s, .id = id, .err = err, .progress = progress };
 	bool fast, fresh;
 	int r;
 
@@ -1067,7 +1234,22 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 					   id, strerror(-r));
 		}
 	}
+	/*
+	 * Files on worker threads only into an empty layer: there, a queued file
+	 * never replaces anything that a later entry depends on.
+	 */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (fresh && cpus > 1 && !(flags & STRATA_DIFF_SERIAL) &&
+	    file_pool_new((unsigned)(cpus < 4 ? cpus : 4), &ap.pool) < 0)
+		ap.pool = NULL;
 	r = unpack(&ap, &rec);
+	if (ap.pool) {
+		int r2 = file_pool_drain(ap.pool);
+		if (r == 0 && r2 < 0)
+			r = fail_pool(&ap, r2);
+		file_pool_free(ap.pool);
+		ap.pool = NULL;
+	}
 	if (r == 0 && rec.ts && !rec.broken) {
 		r = tarsplit_writer_commit(rec.ts, id);
 		if (r < 0)
@@ -1079,6 +1261,7 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	input_close(&in);
 	drop_parent_cache(&ap);
 	strset_free(&ap.seen);
+	strset_free(&ap.implied);
 	for (size_t i = 0; i < ap.n_dirs; i++)
 		free(ap.dirs[i].path);
 	free(ap.dirs);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/types.h>
 
 #include "strata-private.h"
@@ -133,3 +134,48 @@ void exporter_free(struct exporter *ex);
 
 /* Docker's directory.Size of the tree open as @layer_fd. */
 int diff_size_at(int layer_fd, int64_t *ret);
+
+/* ---- regular files written on worker threads (filepool.c) ---- */
+
+/* A directory fd shared by the jobs of the files in it; the last unref closes it. */
+struct fp_dir {
+	int fd;
+	unsigned refs;
+};
+
+struct fp_dir *fp_dir_new(int fd);
+struct fp_dir *fp_dir_ref(struct fp_dir *d);
+void fp_dir_unref(struct fp_dir *d);
+
+/* One regular file to create below @dir, with all its content and metadata; owns its fields. */
+struct fp_job {
+	struct fp_job *next;
+	struct fp_dir *dir;
+	char *base;            /* the name in @dir */
+	char *name;            /* the entry's name in the tar, for messages */
+	unsigned char *data;
+	size_t len;
+	uint32_t uid, gid;
+	mode_t mode;
+	struct timespec ts[2];
+	struct fp_xattr {
+		char *name;
+		void *value;
+		size_t size;
+	} *xattrs;
+	size_t n_xattrs;
+};
+
+void fp_job_free(struct fp_job *j);
+
+struct file_pool;
+
+int file_pool_new(unsigned threads, struct file_pool **ret);
+/* Queues @j (taken over), waiting while too much is queued. The first job failure, -errno. */
+int file_pool_push(struct file_pool *p, struct fp_job *j);
+/* Waits until every queued job is done; returns the first failure. */
+int file_pool_drain(struct file_pool *p);
+/* The first failure (0 if none), and the entry and step that failed. */
+int file_pool_error(struct file_pool *p, const char **ret_name, const char **ret_what);
+/* Drops what is not started, waits for the rest and frees @p; NULL is allowed. */
+void file_pool_free(struct file_pool *p);

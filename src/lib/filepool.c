@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Writing a layer's regular files on worker threads while the tar is parsed:
+ * unpacking is syscalls (create, write, chown, chmod, utimes, close per file),
+ * and the kernel runs those of different files on different cores.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "fsutil.h"
+#include "layerio.h"
+
+/* Bounds on what is queued, so that memory stays small whatever the layer. */
+#define POOL_MAX_JOBS 512
+#define POOL_MAX_BYTES (16 << 20)
+#define POOL_MAX_THREADS 8
+
+struct fp_dir *fp_dir_new(int fd)
+{
+	struct fp_dir *d = malloc(sizeof(*d));
+	if (!d)
+		return NULL;
+	d->fd = fd;
+	d->refs = 1;
+	return d;
+}
+
+struct fp_dir *fp_dir_ref(struct fp_dir *d)
+{
+	__atomic_add_fetch(&d->refs, 1, __ATOMIC_RELAXED);
+	return d;
+}
+
+void fp_dir_unref(struct fp_dir *d)
+{
+	if (d && __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		close(d->fd);
+		free(d);
+	}
+}
+
+void fp_job_free(struct fp_job *j)
+{
+	if (!j)
+		return;
+	fp_dir_unref(j->dir);
+	for (size_t i = 0; i < j->n_xattrs; i++) {
+		free(j->xattrs[i].name);
+		free(j->xattrs[i].value);
+	}
+	free(j->xattrs);
+	free(j->data);
+	free(j->base);
+	free(j->name);
+	free(j);
+}
+
+struct file_pool {
+	pthread_t threads[POOL_MAX_THREADS];
+	unsigned n_threads;
+	pthread_mutex_t lock;
+	pthread_cond_t work;  /* a job was queued, or stop */
+	pthread_cond_t room;  /* a job was taken or finished */
+	struct fp_job *head, *tail;
+	size_t queued, queued_bytes;
+	unsigned busy;
+	bool stop;
+	int error;            /* the first failure, -errno */
+	char *error_name;
+	const char *error_what;
+};
+
+/* Creates, fills and describes one file; on failure says what failed in *@what. */
+static int run_job(struct fp_job *j, const char **what)
+{
+	_cleanup_close_ int fd = -1;
+
+	for (int tries = 0;; tries++) {
+		fd = openat(j->dir->fd, j->base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		if (fd >= 0 || errno != EEXIST || tries > 0)
+			break;
+		/* Docker's Unpack replaces what is there unless both are directories. */
+		int r = rm_rf_at(j->dir->fd, j->base);
+		if (r < 0) {
+			*what = "cannot replace what is there";
+			return r;
+		}
+	}
+	if (fd < 0) {
+		*what = "cannot create";
+		return -errno;
+	}
+	int r = write_all(fd, j->data, j->len);
+	if (r < 0) {
+		*what = "cannot be written";
+		return r;
+	}
+	if (fchown(fd, j->uid, j->gid) < 0) {
+		*what = "cannot change owner";
+		return -errno;
+	}
+	for (size_t i = 0; i < j->n_xattrs; i++)
+		if (fsetxattr(fd, j->xattrs[i].name, j->xattrs[i].value, j->xattrs[i].size, 0) < 0 &&
+		    errno != ENOTSUP && errno != EPERM) {
+			*what = "cannot set an xattr";
+			return -errno;
+		}
+	if (fchmod(fd, j->mode) < 0) {
+		*what = "cannot change mode";
+		return -errno;
+	}
+	if (futimens(fd, j->ts) < 0) {
+		*what = "cannot set times";
+		return -errno;
+	}
+	return 0;
+}
+
+static void *worker(void *u)
+{
+	struct file_pool *p = u;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->head && !p->stop)
+			pthread_cond_wait(&p->work, &p->lock);
+		if (!p->head)
+			break;
+		struct fp_job *j = p->head;
+		p->head = j->next;
+		if (!p->head)
+			p->tail = NULL;
+		p->busy++;
+		bool skip = p->error != 0;
+		pthread_mutex_unlock(&p->lock);
+
+		const char *what = NULL;
+		int r = skip ? 0 : run_job(j, &what);
+
+		pthread_mutex_lock(&p->lock);
+		if (r < 0 && !p->error) {
+			p->error = r;
+			p->error_what = what;
+			p->error_name = TAKE_PTR(j->name);
+		}
+		p->queued--;
+		p->queued_bytes -= j->len;
+		p->busy--;
+		pthread_cond_broadcast(&p->room);
+		pthread_mutex_unlock(&p->lock);
+		fp_job_free(j);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int file_pool_new(unsigned threads, struct file_pool **ret)
+{
+	struct file_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	if (threads > POOL_MAX_THREADS)
+		threads = POOL_MAX_THREADS;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->room, NULL);
+	for (; p->n_threads < threads; p->n_threads++)
+		if (pthread_create(&p->threads[p->n_threads], NULL, worker, p) != 0)
+			break;
+	if (p->n_threads == 0) {
+		file_pool_free(p);
+		return -EAGAIN;
+	}
+	*ret = p;
+	return 0;
+}
+
+int file_pool_push(struct file_pool *p, struct fp_job *j)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->error && (p->queued >= POOL_MAX_JOBS ||
+			     (p->queued > 0 && p->queued_bytes + j->len > POOL_MAX_BYTES)))
+		pthread_cond_wait(&p->room, &p->lock);
+	r = p->error;
+	if (r == 0) {
+		j->next = NULL;
+		if (p->tail)
+			p->tail->next = j;
+		else
+			p->head = j;
+		p->tail = j;
+		p->queued++;
+		p->queued_bytes += j->len;
+		pthread_cond_signal(&p->work);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (r < 0)
+		fp_job_free(j);
+	return r;
+}
+
+int file_pool_drain(struct file_pool *p)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	while (p->queued > 0)
+		pthread_cond_wait(&p->room, &p->lock);
+	r = p->error;
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+int file_pool_error(struct file_pool *p, const char **ret_name, const char **ret_what)
+{
+	pthread_mutex_lock(&p->lock);
+	int r = p->error;
+	if (ret_name)
+		*ret_name = p->error_name ? p->error_name : "";
+	if (ret_what)
+		*ret_what = p->error_what ? p->error_what : "failed";
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+void file_pool_free(struct file_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	/* Jobs not started are dropped: the apply has failed or is done. */
+	while (p->head) {
+		struct fp_job *j = p->head;
+		p->head = j->next;
+		fp_job_free(j);
+	}
+	p->tail = NULL;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->n_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->room);
+	free(p->error_name);
+	free(p);
+}

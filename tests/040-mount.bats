@@ -97,6 +97,7 @@ daemon_pid() {
 	strata mount b
 	strata mount b
 	strata mount base
+	pa=$(daemon_pid a) pb=$(daemon_pid b)
 	mkdir -p "$ROOT/extra"
 	mount -t tmpfs none "$ROOT/extra"
 	strata cleanup
@@ -105,6 +106,44 @@ daemon_pid() {
 	[ -z "$(mount_of "$ROOT/extra")" ]
 	[ "$(count_of b)" = 0 ]
 	[ "$(count_of base)" = 0 ]
+	# Each layer went down through its engine: the daemons are gone, and so are their pid files.
+	for _ in $(seq 50); do alive "$pa" || alive "$pb" || break; sleep 0.1; done
+	! alive "$pa"
+	! alive "$pb"
+	[ -z "$(ls -A "$ROOT/.strata/pids")" ]
+}
+
+@test "cleanup recovers a dead mount, and init and status count dead mounts alike" {
+	strata create base
+	strata create a --parent base
+	strata mount a
+	kill -9 "$(daemon_pid a)"
+	for _ in $(seq 50); do stat -f "$ROOT/mnt/a" 2>&1 | grep -q 'not connected' && break; sleep 0.1; done
+	run strata status
+	[[ "$output" == *"Dead Mounts: 1"* ]]
+	run strata init
+	[[ "$output" == *"Dead Mounts: 1"* ]]
+	strata cleanup
+	[ -z "$(mount_of "$ROOT/mnt/a")" ]
+	[ "$(count_of a)" = 0 ]
+	run strata status
+	[[ "$output" == *"Dead Mounts: 0"* ]]
+	strata mount a
+	[ "$(mount_of "$ROOT/mnt/a")" = "fuse.strata-fuse strata:a" ]
+}
+
+@test "a mount of another layer's stack at mnt/<id> is not adopted" {
+	strata create base
+	strata create a --parent base
+	strata create b --parent base
+	echo b >"$ROOT/diff/b/marker"
+	"$STRATA_FUSE_BIN" strata:b "$ROOT/mnt/a" -o "br=$ROOT/diff/b=rw:$ROOT/diff/base=ro+wh"
+	[ "$(mount_of "$ROOT/mnt/a")" = "fuse.strata-fuse strata:b" ]
+	run strata mount a
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"mount 'a': '$ROOT/mnt/a' is already a mount point of another kind"* ]]
+	[ "$(count_of a)" = 0 ]
+	fusermount3 -u "$ROOT/mnt/a"
 }
 
 @test "a mount left from an earlier run is adopted, not mounted twice" {

@@ -157,7 +157,7 @@ static int rm_rf_children(int fd, dev_t dev)
 				ret = -errno;
 			continue;
 		}
-		if (st.st_dev != dev) {
+		if (st.st_dev != dev || is_mount_point_at(dirfd(d), de->d_name) > 0) {
 			if (!ret)
 				ret = -EBUSY;
 			continue;
@@ -181,6 +181,22 @@ static int rm_rf_children(int fd, dev_t dev)
 	if (errno && !ret)
 		ret = -errno;
 	return ret;
+}
+
+DIR *opendir_at(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d;
+
+	if (fd < 0)
+		return NULL;
+	d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		close(fd);
+		errno = e;
+	}
+	return d;
 }
 
 int is_mount_point_at(int dfd, const char *name)

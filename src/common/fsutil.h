@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <dirent.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -30,6 +31,13 @@ int write_file_atomic_at(int tmp_dfd, int dfd, const char *name, const void *dat
  * A missing @name is not an error.
  */
 int rm_rf_at(int dfd, const char *name);
+
+/*
+ * Opens @name below @dfd ("." for @dfd itself) for reading as a directory, with a
+ * position of its own: a dup of @dfd would share its offset with every other reader.
+ * NULL with errno set on failure.
+ */
+DIR *opendir_at(int dfd, const char *name);
 
 /* Writes all of @len bytes, retrying short writes and EINTR. */
 int write_all(int fd, const void *buf, size_t len);

@@ -19,6 +19,19 @@ bool str_has_suffix(const char *s, const char *suffix)
 	return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
 
+void id_shown(const char *id, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	if (size < 5)
+		return;
+	for (const char *p = id ? id : ""; *p && n < size - 4; p++)
+		buf[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+	if (id && strlen(id) > n)
+		buf[n++] = '.', buf[n++] = '.', buf[n++] = '.';
+	buf[n] = '\0';
+}
+
 int id_check(const char *id, const char **ret_why)
 {
 	const char *why = NULL;

@@ -20,4 +20,7 @@ static inline bool id_valid(const char *id)
 	return id_check(id, NULL) == 0;
 }
 
+/* Writes @id into @buf as far as it is printable (others as '?', "..." when cut). */
+void id_shown(const char *id, char *buf, size_t size);
+
 bool str_has_suffix(const char *s, const char *suffix);

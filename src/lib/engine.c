@@ -57,16 +57,9 @@ static bool any_mounted(struct strata *s)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd;
 
-	if (s->mounts_fd < 0)
+	if (s->mounts_fd < 0 || !(d = opendir_at(s->mounts_fd, ".")))
 		return false;
-	fd = fcntl(s->mounts_fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return false;
-	}
 	while ((de = readdir(d)))
 		if (de->d_name[0] != '.')
 			return true;

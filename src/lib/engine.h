@@ -24,6 +24,12 @@ struct strata_engine {
 		       struct strata_error **err);
 	/* The file-system type /proc/self/mountinfo shows for this engine's mounts. */
 	const char *fstype;
+	/*
+	 * The prefix of the mount source that, followed by the layer id, marks a
+	 * mount of that layer ("strata:" for FUSE); NULL when the source does not
+	 * name the layer (kernel aufs mounts "none"), as Docker's FsChecker.
+	 */
+	const char *source_prefix;
 	/* "Dirperm1 Supported" for Status. */
 	bool (*dirperm1)(struct strata *s);
 };

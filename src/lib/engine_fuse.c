@@ -288,5 +288,6 @@ const struct strata_engine engine_fuse = {
 	.mount = fuse_mount,
 	.unmount = fuse_unmount,
 	.fstype = FUSE_FSTYPE,
+	.source_prefix = "strata:",
 	.dirperm1 = fuse_dirperm1,
 };

@@ -60,6 +60,11 @@ static int parse_chain(char *data, char ***ret)
 			line[--len] = '\0';
 		if (!len)
 			continue;
+		if (!id_valid(line)) {
+			/* A damaged or crafted chain must not name a branch outside the store. */
+			strv_free(v);
+			return -EBADMSG;
+		}
 		if (n + 2 > cap) {
 			char **nv = realloc(v, (cap *= 2) * sizeof(char *));
 			if (!nv)
@@ -248,17 +253,12 @@ static int for_each_layer(struct strata *s, int (*fn)(struct strata *s, const ch
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd, r;
+	int r;
 
 	if (s->layers_fd < 0)
 		return 0;
-	fd = openat(s->layers_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	if (!(d = opendir_at(s->layers_fd, ".")))
 		return -errno;
-	if (!(d = fdopendir(fd))) {
-		close(fd);
-		return -errno;
-	}
 	while ((errno = 0, de = readdir(d))) {
 		/* Docker counts every non-directory; ids we could not have made are not layers to us. */
 		if (de->d_type == DT_DIR || !id_valid(de->d_name))

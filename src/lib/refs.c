@@ -81,7 +81,18 @@ _public_ int strata_mount_count(struct strata *s, const char *id)
 
 enum mount_state { MS_NONE, MS_OURS, MS_DEAD, MS_FOREIGN };
 
-/* What is at @target: nothing, our engine's live mount, a dead FUSE mount, or something else. */
+/* True when @m is our engine's mount of layer @id, not some other layer's or program's. */
+static bool mount_is_ours(const struct strata_engine *e, const char *id, const struct mount_entry *m)
+{
+	if (!e || strcmp(m->fstype, e->fstype))
+		return false;
+	if (!e->source_prefix)
+		return true;
+	size_t n = strlen(e->source_prefix);
+	return m->source && !strncmp(m->source, e->source_prefix, n) && !strcmp(m->source + n, id);
+}
+
+/* What is at @target: nothing, our engine's live mount of @id, a dead FUSE mount, or something else. */
 static enum mount_state probe_target(struct strata *s, const char *id, const char *target)
 {
 	struct mount_entry m = { 0 };
@@ -92,9 +103,7 @@ static enum mount_state probe_target(struct strata *s, const char *id, const cha
 	if (statfs(target, &sfs) < 0 && errno == ENOTCONN)
 		return MS_DEAD;
 	if (mountinfo_find(target, &m) > 0) {
-		state = MS_FOREIGN;
-		if (s->engine && !strcmp(m.fstype, s->engine->fstype))
-			state = MS_OURS;
+		state = mount_is_ours(s->engine, id, &m) ? MS_OURS : MS_FOREIGN;
 	}
 	mount_entry_clear(&m);
 	return state;
@@ -311,16 +320,10 @@ int mount_count_dead(struct strata *s)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int fd, n = 0;
+	int n = 0;
 
-	if (s->mnt_fd < 0)
+	if (s->mnt_fd < 0 || !(d = opendir_at(s->mnt_fd, ".")))
 		return 0;
-	fd = fcntl(s->mnt_fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return 0;
-	}
 	while ((de = readdir(d))) {
 		struct statfs sfs;
 		if (de->d_name[0] == '.')
@@ -348,12 +351,8 @@ _public_ int strata_cleanup(struct strata *s, struct strata_error **err)
 	if (r < 0)
 		return r;
 	/* First every layer's own mount, through its engine and under its lock. */
-	int fd = fcntl(s->mnt_fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
+	if (!(d = opendir_at(s->mnt_fd, ".")))
 		return strata_fail(err, errno, "cleanup: cannot read '%s/mnt': %m", s->root);
-	}
 	while ((de = readdir(d))) {
 		if (!id_valid(de->d_name))
 			continue;
@@ -373,8 +372,7 @@ _public_ int strata_cleanup(struct strata *s, struct strata_error **err)
 	}
 	/* Then every count, mounted or not: nobody holds a layer after a cleanup. */
 	closedir(TAKE_PTR(d));
-	fd = fcntl(s->mounts_fd, F_DUPFD_CLOEXEC, 3);
-	if (fd >= 0 && (d = fdopendir(fd))) {
+	if ((d = opendir_at(s->mounts_fd, "."))) {
 		while ((de = readdir(d))) {
 			if (!id_valid(de->d_name))
 				continue;
@@ -382,8 +380,7 @@ _public_ int strata_cleanup(struct strata *s, struct strata_error **err)
 			if (lock >= 0)
 				(void)refs_set_locked(s, de->d_name, 0);
 		}
-	} else if (fd >= 0)
-		close(fd);
+	}
 	/* Last, anything else mounted below the root (Docker's RecursiveUnmount), deepest first. */
 	r = mountinfo_list_under(s->root, &rest);
 	for (char **p = rest; r == 0 && *p; p++) {

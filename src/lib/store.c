@@ -58,14 +58,9 @@ static void remove_stale(int fd)
 {
 	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
-	int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 
-	if (dup_fd < 0 || !(d = fdopendir(dup_fd))) {
-		if (dup_fd >= 0)
-			close(dup_fd);
+	if (!(d = opendir_at(fd, ".")))
 		return;
-	}
-	rewinddir(d);
 	while ((de = readdir(d))) {
 		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
 			continue;

@@ -188,6 +188,7 @@ struct strata_layer_info {
 STRATA_EXPORT int strata_layer_list(struct strata *s, struct strata_layer_info **ret,
 				    size_t *ret_n, struct strata_error **err);
 
+/** Frees an array of @n layers as strata_layer_list() returns it; NULL is allowed. */
 STRATA_EXPORT void strata_layer_info_free(struct strata_layer_info *info, size_t n);
 
 /**
@@ -209,8 +210,11 @@ STRATA_EXPORT int strata_layer_metadata(struct strata *s, const char *id, struct
  * Only the first of several calls mounts; the count is shared by every process
  * that opens the store. The layer's files may change through the returned path
  * from then on, so its tar-split record is dropped: a later strata_diff_export()
- * writes a fresh tar instead of the applied one. Errors: -ENOENT (no such layer), -EOPNOTSUPP (no union
- * mount engine for a layer with parents). A failed call changes no count.
+ * writes a fresh tar instead of the applied one. A mount left by an earlier run
+ * (the engine's file-system type with this layer's source) is adopted and counted
+ * once, as Docker's RefCounter does; a dead FUSE mount is detached and made again.
+ * Errors: -ENOENT (no such layer), -EBUSY (something else is mounted at mnt/<id>),
+ * -EIO (the engine failed to mount), -EINVAL (bad id). A failed call changes no count.
  */
 STRATA_EXPORT int strata_mount_get(struct strata *s, const char *id, const char *mount_label,
 				   char **ret_path, struct strata_error **err);
@@ -341,6 +345,7 @@ STRATA_EXPORT int strata_changes(struct strata *s, const char *id, const char *p
 				 struct strata_change **ret, size_t *ret_n,
 				 struct strata_error **err);
 
+/** Frees an array of @n changes as strata_changes() returns it; NULL is allowed. */
 STRATA_EXPORT void strata_changes_free(struct strata_change *v, size_t n);
 
 #ifdef __cplusplus

@@ -74,6 +74,15 @@ load helpers
 	strata --format json status | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["Dirs"]=="2", d'
 	strata --format json ls | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[1]["parent"]=="A" and d[1]["depth"]==1, d'
 	strata --format json metadata B | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["Parent"]=="A", d'
+	# Every command prints exactly one document, those that change things too.
+	strata --format json create C | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["id"]=="C", d'
+	strata --format json mount A | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["path"].endswith("/diff/A"), d'
+	strata --format json unmount A | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d=={"id":"A","mounts":0}, d'
+	strata --format json cleanup | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["cleaned"] is True, d'
+	strata --format json rm C B | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d=={"removed":["C","B"]}, d'
+	run strata --format json rm A nope
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'"removed": ['*'"A"'* ]]
 }
 
 @test "exists exits 0 or 1" {
@@ -152,6 +161,22 @@ load helpers
 	[ ! -e "$TEST_DIR/evil" ]
 	run strata exists "a/b"
 	[ "$status" -eq 2 ]
+	# A bad id, or a bad parent, is a usage error found before the store is opened:
+	# a root that does not exist yet stays so.
+	for cmd in create create-rw rm exists metadata parents mount unmount changes apply diff diff-size; do
+		run "$STRATA_BIN" --root "$TEST_DIR/fresh" "$cmd" -- ../evil
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"$cmd '../evil': invalid layer id"* ]]
+	done
+	for cmd in create changes apply diff diff-size; do
+		run "$STRATA_BIN" --root "$TEST_DIR/fresh" "$cmd" ok --parent ../evil
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"$cmd '../evil': invalid layer id"* ]]
+	done
+	run "$STRATA_BIN" --root "$TEST_DIR/fresh" rm good "a$(printf '\001')b"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"rm 'a?b': invalid layer id"* ]]
+	[ ! -e "$TEST_DIR/fresh" ]
 }
 
 @test "usage errors exit 2, help exits 0" {

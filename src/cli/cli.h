@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "ids.h"
 #include "macro.h"
 #include "strata.h"
 
@@ -23,7 +24,8 @@ struct cli {
 	const char *root;
 	enum output_format format;
 	bool quiet;
-	const char *command;
+	const char *command;          /* "<name> ", for hints */
+	const struct command *cmd;    /* the command running */
 	const char *engine; /* init --engine */
 #define CLI_MAX_MAPS 16
 	struct strata_idmap uid_maps[CLI_MAX_MAPS], gid_maps[CLI_MAX_MAPS];
@@ -37,6 +39,7 @@ struct command {
 	const char *help;     /* the options, for `strata COMMAND --help` */
 	int (*run)(struct cli *cli, int argc, char **argv);
 	unsigned open_flags;  /* enum strata_open_flags */
+	int id_operands;      /* how many leading operands are layer ids (-1: all) */
 };
 
 /* Option values shared by every command's getopt table. */
@@ -70,8 +73,20 @@ int cli_error(struct cli *cli, int code, const char *fmt, ...) _printf_(3, 4);
 int cli_fail(struct cli *cli, struct strata_error *err);
 /* Handles a global option (--root, --format, -q): 0, EXIT_USAGE, or -1 if @c is not one. */
 int cli_global_option(struct cli *cli, int c, const char *arg);
-/* Checks the operand count; prints a usage error when it is wrong. */
-int cli_operands(struct cli *cli, const struct command *cmd, int argc, int first, int min, int max);
+/*
+ * Checks the operand count, and the operands that are layer ids (before the
+ * store is opened, so that a bad id touches nothing); prints a usage error
+ * when something is wrong.
+ */
+int cli_operands(struct cli *cli, const struct command *cmd, int argc, char **argv, int first,
+		 int min, int max);
+/* EXIT_USAGE after a message naming @op when @id is not a valid layer id, else 0. */
+int cli_check_id(struct cli *cli, const char *op, const char *id);
+/* The same for a --parent value of the running command, where '' means none. */
+static inline int cli_check_parent(struct cli *cli, const char *parent)
+{
+	return parent && *parent ? cli_check_id(cli, cli->cmd->name, parent) : 0;
+}
 
 /* Opens the store with the command's flags; prints the error itself. */
 int cli_open(struct cli *cli, const struct command *cmd, struct strata **ret);

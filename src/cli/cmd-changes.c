@@ -10,7 +10,7 @@ static int parent_opt(struct cli *cli, int c, const char *arg, void *u)
 	if (c != 'p')
 		return EXIT_USAGE;
 	*(const char **)u = arg;
-	return 0;
+	return cli_check_parent(cli, arg);
 }
 
 static int run_changes(struct cli *cli, int argc, char **argv)
@@ -27,7 +27,7 @@ static int run_changes(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_changes, argc, argv, "p:", opts, parent_opt, &parent);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_changes, argc, first, 1, 1)))
+	if ((r = cli_operands(cli, &cmd_changes, argc, argv, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_changes, &s)))
 		return r;
@@ -55,5 +55,5 @@ const struct command cmd_changes = {
 	"list what a layer changed (A, C, D lines, as docker diff prints them)",
 	"  -p, --parent PARENT   compare with another layer (default: the layer's own parent;\n"
 	"                        '' for none, so that everything is an add)\n",
-	run_changes, 0,
+	run_changes, 0, 1,
 };

@@ -24,7 +24,7 @@ static int diff_opt(struct cli *cli, int c, const char *arg, void *u)
 	switch (c) {
 	case 'p':
 		a->parent = arg;
-		return 0;
+		return cli_check_parent(cli, arg);
 	case 'o':
 		a->output = arg;
 		return 0;
@@ -120,7 +120,7 @@ static int run_apply(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_apply, argc, argv, "p:", diff_opts, diff_opt, &a);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_apply, argc, first, 1, 2)))
+	if ((r = cli_operands(cli, &cmd_apply, argc, argv, first, 1, 2)))
 		return r;
 	const char *id = argv[first];
 	const char *file = first + 1 < argc ? argv[first + 1] : "-";
@@ -159,7 +159,7 @@ static int run_diff(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_diff, argc, argv, "p:o:", diff_opts, diff_opt, &a);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_diff, argc, first, 1, 1)))
+	if ((r = cli_operands(cli, &cmd_diff, argc, argv, first, 1, 1)))
 		return r;
 	const char *id = argv[first];
 	if (!a.output || !strcmp(a.output, "-")) {
@@ -202,7 +202,7 @@ static int run_diff_size(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_diff_size, argc, argv, "p:", diff_opts, diff_opt, &a);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_diff_size, argc, first, 1, 1)))
+	if ((r = cli_operands(cli, &cmd_diff_size, argc, argv, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_diff_size, &s)))
 		return r;
@@ -226,7 +226,7 @@ static int run_diff_get(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_diff_get, argc, argv, "", NULL, NULL, &a);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_diff_get, argc, first, 2, 2)))
+	if ((r = cli_operands(cli, &cmd_diff_get, argc, argv, first, 2, 2)))
 		return r;
 	if ((r = cli_open(cli, &cmd_diff_get, &s)))
 		return r;
@@ -252,21 +252,21 @@ const struct command cmd_apply = {
 	"                        '' means none)\n"
 	"      --no-tar-split    keep no record for rebuilding the tar byte for byte\n"
 	"      --serial          write every file on one thread\n",
-	run_apply, 0,
+	run_apply, 0, 1,
 };
 const struct command cmd_diff = {
 	"diff", "ID [--parent P] [-o FILE]", "write a layer as a tar",
 	"  -p, --parent P        the parent to diff against (default: the layer's own)\n"
 	"  -o, --output FILE     write to FILE instead of standard output\n"
 	"      --regenerate      write a fresh tar even when the applied one can be rebuilt\n",
-	run_diff, STRATA_OPEN_READONLY,
+	run_diff, STRATA_OPEN_READONLY, 1,
 };
 const struct command cmd_diff_size = {
 	"diff-size", "ID [--parent P]", "print the bytes of a layer's own files",
 	"  -p, --parent P        the parent to diff against (default: the layer's own)\n",
-	run_diff_size, STRATA_OPEN_READONLY,
+	run_diff_size, STRATA_OPEN_READONLY, 1,
 };
 const struct command cmd_diff_get = {
 	"diff-get", "ID PATH", "print a file of a layer, named as in its tar", NULL,
-	run_diff_get, STRATA_OPEN_READONLY,
+	run_diff_get, STRATA_OPEN_READONLY, 1,
 };

@@ -19,7 +19,7 @@ static int create_opt(struct cli *cli, int c, const char *arg, void *u)
 	switch (c) {
 	case 'p':
 		a->parent = arg;
-		return 0;
+		return cli_check_parent(cli, arg);
 	case 's': {
 		if (a->n_opts == ARRAY_SIZE(a->opts))
 			return cli_error(cli, EXIT_USAGE, "too many --storage-opt");
@@ -53,7 +53,7 @@ static int run_create_common(struct cli *cli, const struct command *cmd, int arg
 		r = cli_parse_exit(first);
 		goto out;
 	}
-	r = cli_operands(cli, cmd, argc, first, 1, 1);
+	r = cli_operands(cli, cmd, argc, argv, first, 1, 1);
 	if (r)
 		goto out;
 	r = cli_open(cli, cmd, &s);
@@ -108,14 +108,23 @@ static int run_rm(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_rm, argc, argv, "f", opts, flag_opt, &force);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_rm, argc, first, 1, -1)))
+	if ((r = cli_operands(cli, &cmd_rm, argc, argv, first, 1, -1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_rm, &s)))
 		return r;
+	json_t *removed = cli->format == FORMAT_JSON ? json_array() : NULL;
 	r = EXIT_OK;
-	for (int i = first; i < argc; i++)
+	for (int i = first; i < argc; i++) {
 		if (strata_layer_remove(s, argv[i], force ? STRATA_REMOVE_FORCE : 0, &err) < 0)
 			r = cli_fail(cli, err), err = NULL;
+		else if (removed)
+			json_array_append_new(removed, json_string(argv[i]));
+	}
+	if (cli->format == FORMAT_JSON) {
+		/* One document, also when some failed: it names those that went. */
+		int p = cli_print_json(json_pack("{s:o}", "removed", removed));
+		return r ? r : p;
+	}
 	return r;
 }
 
@@ -127,13 +136,9 @@ static int run_exists(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_exists, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_exists, argc, first, 1, 1)))
+	if ((r = cli_operands(cli, &cmd_exists, argc, argv, first, 1, 1)))
 		return r;
 	const char *id = argv[first];
-	/* A bad id is a usage error, not "no": say so before the store is touched. */
-	const char *why;
-	if (id_check(id, &why) < 0)
-		return cli_error(cli, EXIT_USAGE, "exists '%s': invalid layer id: %s", id, why);
 	if ((r = cli_open(cli, &cmd_exists, &s)))
 		return r;
 	r = strata_layer_exists(s, id);
@@ -156,7 +161,7 @@ static int run_metadata(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_metadata, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_metadata, argc, first, 1, 1)))
+	if ((r = cli_operands(cli, &cmd_metadata, argc, argv, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_metadata, &s)))
 		return r;
@@ -177,7 +182,7 @@ static int run_parents(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_parents, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_parents, argc, first, 1, 1)))
+	if ((r = cli_operands(cli, &cmd_parents, argc, argv, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_parents, &s)))
 		return r;
@@ -255,7 +260,7 @@ static int run_ls(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_ls, argc, argv, "t", opts, flag_opt, &tree);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_ls, argc, first, 0, 0)))
+	if ((r = cli_operands(cli, &cmd_ls, argc, argv, first, 0, 0)))
 		return r;
 	if ((r = cli_open(cli, &cmd_ls, &s)))
 		return r;
@@ -292,30 +297,30 @@ const struct command cmd_create = {
 	"create", "ID [--parent PARENT]", "create an empty read-only layer",
 	"  -p, --parent PARENT   the layer to stack on (none: a base layer)\n"
 	"  -s, --storage-opt K=V refused: aufs has no storage options\n",
-	run_create, 0,
+	run_create, 0, 1,
 };
 const struct command cmd_create_rw = {
 	"create-rw", "ID [--parent PARENT]", "create an empty read-write (container) layer",
 	"  -p, --parent PARENT   the layer to stack on (none: a base layer)\n"
 	"  -s, --storage-opt K=V refused: aufs has no storage options\n",
-	run_create_rw, 0,
+	run_create_rw, 0, 1,
 };
 const struct command cmd_rm = {
 	"rm", "ID... [--force]", "unmount and delete layers",
 	"  -f, --force           delete even if other layers sit on it\n",
-	run_rm, 0,
+	run_rm, 0, -1,
 };
 const struct command cmd_exists = {
 	"exists", "ID", "exit 0 if the layer exists, 1 if not", NULL,
-	run_exists, STRATA_OPEN_READONLY,
+	run_exists, STRATA_OPEN_READONLY, 1,
 };
 const struct command cmd_metadata = {
 	"metadata", "ID", "show what the store knows of a layer", NULL,
-	run_metadata, STRATA_OPEN_READONLY,
+	run_metadata, STRATA_OPEN_READONLY, 1,
 };
 const struct command cmd_parents = {
 	"parents", "ID", "list a layer's ancestors, nearest first", NULL,
-	run_parents, STRATA_OPEN_READONLY,
+	run_parents, STRATA_OPEN_READONLY, 1,
 };
 const struct command cmd_ls = {
 	"ls", "[--tree]", "list the layers",

@@ -25,7 +25,7 @@ static int run_mount(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_mount, argc, argv, "l:", opts, label_opt, &label);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_mount, argc, first, 1, 1)))
+	if ((r = cli_operands(cli, &cmd_mount, argc, argv, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_mount, &s)))
 		return r;
@@ -48,21 +48,26 @@ static int run_unmount(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_unmount, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_unmount, argc, first, 1, 1)))
+	if ((r = cli_operands(cli, &cmd_unmount, argc, argv, first, 1, 1)))
 		return r;
 	if ((r = cli_open(cli, &cmd_unmount, &s)))
 		return r;
 	if (strata_mount_put(s, argv[first], &err) < 0)
 		return cli_fail(cli, err);
+	if (cli->format == FORMAT_JSON) {
+		int left = strata_mount_count(s, argv[first]);
+		return cli_print_json(json_pack("{s:s, s:i}", "id", argv[first], "mounts",
+						left < 0 ? 0 : left));
+	}
 	return EXIT_OK;
 }
 
 const struct command cmd_mount = {
 	"mount", "ID [--label LABEL]", "mount a layer's merged view (counted) and print its path",
 	"  -l, --label LABEL     SELinux context for the mount\n",
-	run_mount, 0,
+	run_mount, 0, 1,
 };
 const struct command cmd_unmount = {
 	"unmount", "ID", "release one mount of a layer; the last one unmounts", NULL,
-	run_unmount, 0,
+	run_unmount, 0, 1,
 };

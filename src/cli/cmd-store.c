@@ -53,7 +53,7 @@ static int run_init(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_init, argc, argv, "e:u:g:", opts, engine_opt, NULL);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_init, argc, first, 0, 0)))
+	if ((r = cli_operands(cli, &cmd_init, argc, argv, first, 0, 0)))
 		return r;
 	if ((r = cli_open(cli, &cmd_init, &s)))
 		return r;
@@ -75,7 +75,7 @@ static int run_status(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_status, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_status, argc, first, 0, 0)))
+	if ((r = cli_operands(cli, &cmd_status, argc, argv, first, 0, 0)))
 		return r;
 	if ((r = cli_open(cli, &cmd_status, &s)))
 		return r;
@@ -95,12 +95,14 @@ static int run_cleanup(struct cli *cli, int argc, char **argv)
 	first = cli_parse(cli, &cmd_cleanup, argc, argv, "", NULL, NULL, NULL);
 	if (first < 0)
 		return cli_parse_exit(first);
-	if ((r = cli_operands(cli, &cmd_cleanup, argc, first, 0, 0)))
+	if ((r = cli_operands(cli, &cmd_cleanup, argc, argv, first, 0, 0)))
 		return r;
 	if ((r = cli_open(cli, &cmd_cleanup, &s)))
 		return r;
 	if (strata_cleanup(s, &err) < 0)
 		return cli_fail(cli, err);
+	if (cli->format == FORMAT_JSON)
+		return cli_print_json(json_pack("{s:s, s:b}", "root", strata_root(s), "cleaned", 1));
 	return EXIT_OK;
 }
 

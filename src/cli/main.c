@@ -125,5 +125,6 @@ int main(int argc, char **argv)
 	char prefix[64];
 	snprintf(prefix, sizeof(prefix), "%s ", cmd->name);
 	cli.command = prefix;
+	cli.cmd = cmd;
 	return cmd->run(&cli, argc - optind, argv + optind);
 }

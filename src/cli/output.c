@@ -102,7 +102,19 @@ int cli_parse(struct cli *cli, const struct command *cmd, int argc, char **argv,
 	return optind;
 }
 
-int cli_operands(struct cli *cli, const struct command *cmd, int argc, int first, int min, int max)
+int cli_check_id(struct cli *cli, const char *op, const char *id)
+{
+	const char *why;
+	char shown[64];
+
+	if (id_check(id, &why) == 0)
+		return 0;
+	id_shown(id, shown, sizeof(shown));
+	return cli_error(cli, EXIT_USAGE, "%s '%s': invalid layer id: %s", op, shown, why);
+}
+
+int cli_operands(struct cli *cli, const struct command *cmd, int argc, char **argv, int first,
+		 int min, int max)
 {
 	int n = argc - first;
 
@@ -112,6 +124,11 @@ int cli_operands(struct cli *cli, const struct command *cmd, int argc, int first
 	if (max >= 0 && n > max)
 		return cli_error(cli, EXIT_USAGE, "%s: too many operands (usage: strata %s %s)",
 				 cmd->name, cmd->name, cmd->args);
+	for (int i = 0; i < n && (cmd->id_operands < 0 || i < cmd->id_operands); i++) {
+		int r = cli_check_id(cli, cmd->name, argv[first + i]);
+		if (r)
+			return r;
+	}
 	return 0;
 }
 

@@ -165,6 +165,23 @@ static int write_pidfile(const char *path)
 	return 0;
 }
 
+/*
+ * Removes the pidfile if it still names us: once we are unmounted, the next
+ * daemon for the same mount point may already have written its own there.
+ */
+static void remove_pidfile(const char *path)
+{
+	char buf[32];
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	if (strtol(buf, NULL, 10) == (long)getpid())
+		unlink(path);
+}
+
 static void free_cmdline(struct cmdline *c)
 {
 	free(c->br);
@@ -339,7 +356,7 @@ int main(int argc, char *argv[])
 	}
 	ret = ret < 0 ? 1 : 0;
 	if (c.pidfile)
-		unlink(c.pidfile);
+		remove_pidfile(c.pidfile);
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_signals:

@@ -39,12 +39,7 @@ int strata_check_id(const char *op, const char *id, struct strata_error **err)
 		return 0;
 	/* The id may hold anything: quote it only as far as it is printable. */
 	char shown[64];
-	size_t n = 0;
-	for (const char *p = id ? id : ""; *p && n < sizeof(shown) - 4; p++)
-		shown[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
-	if (id && strlen(id) > n)
-		shown[n++] = '.', shown[n++] = '.', shown[n++] = '.';
-	shown[n] = '\0';
+	id_shown(id, shown, sizeof(shown));
 	return strata_fail(err, EINVAL, "%s '%s': invalid layer id: %s", op, shown, why);
 }
 

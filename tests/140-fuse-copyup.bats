@@ -38,6 +38,22 @@ per_test_setup() { sfs_require; }
 	[ "$(cat "$u")" = a ]
 }
 
+@test "fuse: copy-up keeps file capabilities, which chown would clear" {
+	command -v setcap >/dev/null || skip "no setcap"
+	sfs_small_stack
+	f=$TEST_DIR/l2/a
+	chown 1234:5678 "$f"
+	setcap cap_net_raw+ep "$f" || skip "no file capabilities here"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	touch "$TEST_DIR/mnt/a"
+	[ -f "$TEST_DIR/up/a" ]
+	[ "$(stat -c '%u:%g' "$TEST_DIR/up/a")" = 1234:5678 ]
+	run getcap "$TEST_DIR/up/a"
+	[[ "$output" == *cap_net_raw=ep* ]]
+	run getcap "$TEST_DIR/mnt/a"
+	[[ "$output" == *cap_net_raw=ep* ]]
+}
+
 @test "fuse: parent directories are copied up first, with their metadata" {
 	sfs_small_stack
 	chmod 0711 "$TEST_DIR/l2/d/sub"

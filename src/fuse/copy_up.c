@@ -152,13 +152,21 @@ static int copy_data(int src, int dst, off_t size)
 	return 0;
 }
 
-/* Owner, mode (after the owner: chown clears setuid), times of @st onto @fd. */
-static int copy_meta_fd(struct sfs_fs *fs, int fd, const struct stat *st)
+/*
+ * Owner, xattrs, mode and times of @src (described by @st) onto @fd, in this order: chown
+ * clears security.capability and the setuid and setgid bits, so the attributes and the mode
+ * come after it, and the times last, since each change before them touches ctime only.
+ */
+static int copy_meta_fd(struct sfs_fs *fs, int src, int fd, const struct stat *st)
 {
 	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	int r;
 
 	if (fs->is_root && fchown(fd, st->st_uid, st->st_gid) < 0)
 		return -errno;
+	r = sfs_copy_xattrs(src, fd);
+	if (r < 0)
+		return r;
 	if (fchmod(fd, st->st_mode & 07777) < 0)
 		return -errno;
 	if (futimens(fd, ts) < 0)
@@ -186,10 +194,7 @@ static int copy_to_temp(struct sfs_fs *fs, int dfd, const char *path, const stru
 			if (r < 0)
 				return r;
 		}
-		r = sfs_copy_xattrs(src, dst);
-		if (r < 0)
-			return r;
-		r = copy_meta_fd(fs, dst, st);
+		r = copy_meta_fd(fs, src, dst, st);
 		if (r < 0)
 			return r;
 		if (with_data && fsync(dst) < 0)
@@ -208,10 +213,7 @@ static int copy_to_temp(struct sfs_fs *fs, int dfd, const char *path, const stru
 						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (dst < 0)
 			return -errno;
-		r = sfs_copy_xattrs(src, dst);
-		if (r < 0)
-			return r;
-		return copy_meta_fd(fs, dst, st);
+		return copy_meta_fd(fs, src, dst, st);
 	}
 	case S_IFLNK: {
 		char target[PATH_MAX + 1];

@@ -29,6 +29,18 @@ daemon_pid() {
 	[ "$status" -eq 2 ]
 }
 
+@test "auto takes FUSE on a kernel without aufs; aufs asked for by name fails clearly" {
+	grep -qw aufs /proc/filesystems && skip "this kernel has aufs"
+	run "$STRATA_BIN" --root "$TEST_DIR/auto" init
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"Engine: fuse"* ]]
+	[ "$(cat "$TEST_DIR/auto/.strata/engine")" = fuse ]
+	run "$STRATA_BIN" --root "$TEST_DIR/kernel" init --engine aufs
+	[ "$status" -eq 1 ]
+	[ "$output" = "strata: engine 'aufs': the kernel has no aufs (not in /proc/filesystems)" ]
+	[ ! -e "$TEST_DIR/kernel/.strata/engine" ]
+}
+
 @test "mount of a layer with parents is a union at mnt/<id>, counted, unmounted by the last put" {
 	strata create base
 	strata create mid --parent base

@@ -30,6 +30,28 @@ per_test_setup() { sfs_require; }
 	[ "$(stat -c %a "$TEST_DIR/up/fifo")" = 600 ]
 }
 
+@test "fuse: setuid and setgid bits survive creation" {
+	sfs_mount_small
+	m=$TEST_DIR/mnt
+	mkdir "$m/sg"
+	chmod 2775 "$m/sg"
+	python3 - "$m" <<-'EOF'
+		import os, sys
+		m = sys.argv[1]
+		os.umask(0)
+		os.close(os.open(m + "/suid", os.O_CREAT | os.O_WRONLY, 0o4755))
+		os.mknod(m + "/fifo", 0o2755 | 0o010000)
+		os.close(os.open(m + "/sg/file", os.O_CREAT | os.O_WRONLY, 0o6755))
+		os.mkdir(m + "/sg/sub", 0o755)
+	EOF
+	for d in "$m" "$TEST_DIR/up"; do
+		[ "$(stat -c %a "$d/suid")" = 4755 ]
+		[ "$(stat -c %a "$d/fifo")" = 2755 ]
+		[ "$(stat -c %a "$d/sg/file")" = 6755 ]
+		[ "$(stat -c %a "$d/sg/sub")" = 2755 ]
+	done
+}
+
 @test "fuse: xattrs list, get, set and remove" {
 	sfs_small_stack
 	setfattr -n user.low -v 1 "$TEST_DIR/l2/a"

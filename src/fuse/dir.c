@@ -170,18 +170,28 @@ static int attach_upper(struct sfs_fs *fs, struct sfs_node *dir, const char *nam
 	return 0;
 }
 
-/* The owner a new object gets: the caller's, with the group of a setgid parent. */
-static int set_owner(struct sfs_fs *fs, const char *dirpath, const char *path,
+/*
+ * The owner a new object of @mode gets: the caller's, with the group of a setgid parent.
+ * chown clears the setuid and setgid bits of a non-directory, so they are set again; the
+ * kernel has already dropped a setgid bit the caller may not have.
+ */
+static int set_owner(struct sfs_fs *fs, const char *dirpath, const char *path, mode_t mode,
 		     const struct fuse_ctx *ctx)
 {
 	struct stat dst;
+	int r;
 
 	if (!fs->is_root || !ctx)
 		return 0;
 	gid_t gid = ctx->gid;
 	if (fstatat(fs->br[0].fd, dirpath, &dst, 0) == 0 && (dst.st_mode & S_ISGID))
 		gid = (gid_t)-1;
-	return sfs_do_fchownat(fs->br[0].fd, path, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+	r = sfs_do_fchownat(fs->br[0].fd, path, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return r;
+	if (S_ISDIR(mode) || S_ISLNK(mode) || !(mode & (S_ISUID | S_ISGID)))
+		return 0;
+	return sfs_do_fchmodat(fs->br[0].fd, path, mode & 07777);
 }
 
 /*
@@ -245,7 +255,7 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 	}
 	if (r < 0)
 		goto out_restore;
-	r = set_owner(fs, dpath, path, ctx);
+	r = set_owner(fs, dpath, path, mode, ctx);
 	if (r == 0 && S_ISDIR(mode) && (aufs_wh || ovl_wh))
 		r = make_opaque(fs, path);
 	if (r < 0)

@@ -305,7 +305,8 @@ static int walk_layer_dir(struct layered *w, int dfd, const char *rel, const str
 			size_t k = 0;
 			r = lower_names(ctx, &hidden, &k);
 			for (size_t j = 0; r == 0 && j < k; j++) {
-				if (has_entry(dfd, hidden[j]))
+				/* Present again, or whited out here: that whiteout is the delete. */
+				if (has_entry(dfd, hidden[j]) || has_whiteout(dfd, hidden[j]))
 					continue;
 				_cleanup_free_ char *p = join_path(rel, hidden[j]);
 				r = p ? emit(w, p, STRATA_CHANGE_DELETE) : -ENOMEM;

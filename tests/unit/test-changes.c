@@ -313,6 +313,32 @@ static void test_dirs(void)
 	free(got);
 }
 
+/* A whiteout inside an opaque directory is one delete, not two. */
+static void test_opaque_whiteout(void)
+{
+	mkdirs("%s/ow/lower/dir", base);
+	put("1", "%s/ow/lower/dir/x", base);
+	put("2", "%s/ow/lower/dir/y", base);
+	mkdirs("%s/ow/rw/dir", base);
+	put("", "%s/ow/rw/dir/.wh..wh..opq", base);
+	put("", "%s/ow/rw/dir/.wh.x", base);
+	set_mtime(1000, "%s/ow/lower/dir", base);
+	set_mtime(2000, "%s/ow/rw/dir", base);
+	struct change_list l = { 0 };
+	char p[512];
+	snprintf(p, sizeof(p), "%s/ow/rw", base);
+	int fd = open(p, O_RDONLY | O_DIRECTORY);
+	snprintf(p, sizeof(p), "%s/ow/lower", base);
+	int lfd = open(p, O_RDONLY | O_DIRECTORY);
+	CHECK_INT(changes_layered(fd, &lfd, 1, &l), 0);
+	close(fd);
+	close(lfd);
+	char *got = render(&l, /* sort= */ true);
+	CHECK_STR(got, "C /dir\nD /dir/x\nD /dir/y\n");
+	free(got);
+	change_list_clear(&l);
+}
+
 int main(void)
 {
 	snprintf(base, sizeof(base), "/tmp/strata-changes-XXXXXX");
@@ -322,6 +348,7 @@ int main(void)
 	test_gh13590();
 	test_middle_delete();
 	test_opaque();
+	test_opaque_whiteout();
 	test_driver_changes();
 	test_dirs();
 	rm_rf_at(AT_FDCWD, base);

@@ -85,6 +85,6 @@ assert {"path": "/etc/gone", "kind": "delete", "code": 2} in d, d'
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"no such parent layer 'ghost'"* ]]
 	run strata changes ../x
-	[ "$status" -eq 1 ]
+	[ "$status" -eq 2 ]
 	[[ "$output" == *"invalid layer id"* ]]
 }

@@ -67,6 +67,24 @@ per_test_setup() { sfs_require; }
 	[ "$output" -eq 309 ]
 }
 
+@test "fuse: a rewound or new directory stream sees names made and removed, with and without handles" {
+	sfs_small_stack
+	echo old >"$TEST_DIR/l2/d/rw-old"
+	for h in no yes; do
+		sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh,handles=$h"
+		run "$SFS_PROBE" rewind "$TEST_DIR/mnt/d"
+		echo "handles=$h: $output"
+		[ "$status" -eq 0 ]
+		# a directory of the rw branch alone, too
+		mkdir "$TEST_DIR/mnt/new-$h"
+		touch "$TEST_DIR/mnt/new-$h/rw-old"
+		run "$SFS_PROBE" rewind "$TEST_DIR/mnt/new-$h"
+		echo "handles=$h, upper: $output"
+		[ "$status" -eq 0 ]
+		sfs_umount "$TEST_DIR/mnt"
+	done
+}
+
 @test "fuse: a large directory spread over branches lists every name once" {
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/big" "$TEST_DIR/l2/big" "$TEST_DIR/l3/big"
 	for i in $(seq 1 3000); do echo >"$TEST_DIR/l$((i % 3 + 1))/big/n$i"; done

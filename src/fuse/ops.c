@@ -430,6 +430,13 @@ static void sfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	closep_if(fd, tmp);
 }
 
+static void dirhandle_free(struct sfs_fs *fs, struct sfs_dirhandle *dh)
+{
+	sfs_listing_put(fs, dh->l);
+	pthread_mutex_destroy(&dh->lock);
+	free(dh);
+}
+
 static void sfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sfs_fs *fs = FS(req);
@@ -441,21 +448,54 @@ static void sfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		return;
 	}
 	struct sfs_node *node = NODE(fs, ino);
-	struct sfs_listing *l = NULL;
+	struct sfs_dirhandle *dh = calloc(1, sizeof(*dh));
 	int r;
 
+	if (!dh) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	rdlock(fs);
-	r = node->type == S_IFDIR ? sfs_listing_get(fs, node, &l) : -ENOTDIR;
+	r = node->type == S_IFDIR ? sfs_listing_get(fs, node, &dh->l) : -ENOTDIR;
 	unlock(fs);
 	if (r < 0) {
+		free(dh);
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uintptr_t)l;
+	pthread_mutex_init(&dh->lock, NULL);
+	fi->fh = (uintptr_t)dh;
+	/* the kernel drops its copy when the directory changes through us */
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		sfs_listing_put(fs, l);
+		dirhandle_free(fs, dh);
+}
+
+/*
+ * The listing a READDIR on @dh reads: the one of its last read, unless the directory changed
+ * since. Caller holds ns_lock, so the directory's version is stable.
+ */
+static int dirhandle_listing(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_dirhandle *dh,
+			     struct sfs_listing **ret)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&dh->lock);
+	if (dh->l->version != dir->dversion) {
+		struct sfs_listing *l;
+		r = sfs_listing_get(fs, dir, &l);
+		if (r == 0) {
+			sfs_listing_put(fs, dh->l);
+			dh->l = l;
+		}
+	}
+	if (r == 0) {
+		sfs_listing_ref(fs, dh->l);
+		*ret = dh->l;
+	}
+	pthread_mutex_unlock(&dh->lock);
+	return r;
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -463,7 +503,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct sfs_fs *fs = FS(req);
 	struct sfs_node *dir = NODE(fs, ino);
-	struct sfs_listing *l = (struct sfs_listing *)(uintptr_t)fi->fh;
+	struct sfs_dirhandle *dh = (struct sfs_dirhandle *)(uintptr_t)fi->fh;
+	struct sfs_listing *l;
 	_cleanup_free_ char *buf = malloc(size);
 	size_t pos = 0;
 
@@ -472,15 +513,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	rdlock(fs);
-	if (!l) {
-		int r = sfs_listing_get(fs, dir, &l);
-		if (r < 0) {
-			unlock(fs);
-			fuse_reply_err(req, -r);
-			return;
-		}
-	} else {
-		sfs_listing_ref(fs, l);
+	int r = dh ? dirhandle_listing(fs, dir, dh, &l) : sfs_listing_get(fs, dir, &l);
+	if (r < 0) {
+		unlock(fs);
+		fuse_reply_err(req, -r);
+		return;
 	}
 	for (size_t i = off; i < l->n; i++) {
 		struct sfs_dirent *d = &l->ents[i];
@@ -532,7 +569,10 @@ static void sfs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_
 
 static void sfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	sfs_listing_put(FS(req), (struct sfs_listing *)(uintptr_t)fi->fh);
+	struct sfs_dirhandle *dh = (struct sfs_dirhandle *)(uintptr_t)fi->fh;
+
+	if (dh)
+		dirhandle_free(FS(req), dh);
 	fuse_reply_err(req, 0);
 }
 

@@ -123,6 +123,15 @@ struct sfs_listing {
 	struct sfs_dirent *ents;
 };
 
+/*
+ * An open directory (with OPENDIR): the listing its stream reads. A read after the directory
+ * changed takes the current listing, whose offsets lead where the old one's did.
+ */
+struct sfs_dirhandle {
+	pthread_mutex_t lock;
+	struct sfs_listing *l;
+};
+
 /* Result of looking a name up across branches. */
 struct sfs_lookup {
 	bool found;

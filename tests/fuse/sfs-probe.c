@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,58 @@ static int seekdir_stable(const char *dir)
 	closedir(d);
 	unlink(p);
 	printf("%d\n", n);
+	return 0;
+}
+
+static bool dir_has(DIR *d, const char *name)
+{
+	struct dirent *de;
+	bool found = false;
+
+	while ((de = readdir(d)))
+		if (!strcmp(de->d_name, name))
+			found = true;
+	return found;
+}
+
+/*
+ * A directory stream sees a name made and another removed after it was opened, once it is
+ * rewound, and so does a stream opened afterwards. @dir must hold no "rw-new" and an "rw-old".
+ */
+static int rewind_sees(const char *dir)
+{
+	char pnew[4096], pold[4096];
+	snprintf(pnew, sizeof(pnew), "%s/rw-new", dir);
+	snprintf(pold, sizeof(pold), "%s/rw-old", dir);
+	DIR *d = opendir(dir);
+	CHECK(d);
+	CHECK(!dir_has(d, "rw-new"));
+	rewinddir(d);
+	CHECK(dir_has(d, "rw-old"));
+	int fd = open(pnew, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	close(fd);
+	CHECK(unlink(pold) == 0);
+	rewinddir(d);
+	CHECK(dir_has(d, "rw-new"));
+	rewinddir(d);
+	CHECK(!dir_has(d, "rw-old"));
+	DIR *d2 = opendir(dir);
+	CHECK(d2);
+	CHECK(dir_has(d2, "rw-new"));
+	rewinddir(d2);
+	CHECK(!dir_has(d2, "rw-old"));
+	closedir(d2);
+	/* and back */
+	fd = open(pold, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	close(fd);
+	CHECK(unlink(pnew) == 0);
+	rewinddir(d);
+	CHECK(!dir_has(d, "rw-new"));
+	rewinddir(d);
+	CHECK(dir_has(d, "rw-old"));
+	closedir(d);
 	return 0;
 }
 
@@ -207,7 +260,7 @@ int main(int argc, char **argv)
 		{ "seekdir", seekdir_stable }, { "excl", excl },	   { "follow", handle_follows },
 		{ "mmap", mmap_shared },       { "seekhole", seek_hole }, { "locks", locks },
 		{ "append", append },	       { "utimes-ns", utimes_ns }, { "create-errno", create_errno },
-		{ "fallocate", falloc },
+		{ "fallocate", falloc },     { "rewind", rewind_sees },
 	};
 
 	if (argc != 3) {

@@ -7,7 +7,8 @@
  * a modify, an unchanged directory is skipped, and the parent of every add or
  * delete is a modify (moby PR 13590). Where Docker is plainly wrong we are not:
  * the lower view is the merged one (a path deleted in a middle layer and added
- * again is an add), and an opaque directory deletes what it hides below.
+ * again is an add), and below an opaque directory nothing of the lower layers
+ * shows: its entries are adds, and what it hides is deleted at its own path.
  *
  * Any other parent: both stacks mounted and the two trees compared
  * (ChangesDirs), output sorted.
@@ -279,83 +280,128 @@ static char *join_path(const char *dir, const char *name)
 }
 
 static int walk_layer_dir(struct layered *w, int dfd, const char *rel, const struct lower_ctx *ctx,
-			  unsigned depth)
+			  const struct lower_ctx *hidden, unsigned depth);
+
+/*
+ * The names of @hidden's view that are gone from directory @dfd of the layer:
+ * neither there again nor whited out there (that whiteout is the delete).
+ */
+static int hidden_gone(int dfd, const struct lower_ctx *hidden, char ***ret, size_t *ret_n)
 {
 	char **names;
-	size_t n;
+	size_t n, k = 0;
+	int r;
+
+	if (hidden->n == 0) {
+		if (!(*ret = calloc(1, sizeof(char *))))
+			return -ENOMEM;
+		*ret_n = 0;
+		return 0;
+	}
+	r = lower_names(hidden, &names, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (has_entry(dfd, names[i]) || has_whiteout(dfd, names[i]))
+			free(names[i]);
+		else
+			names[k++] = names[i];
+	}
+	names[k] = NULL;
+	*ret = names;
+	*ret_n = k;
+	return 0;
+}
+
+/* One entry @name of directory @dfd (path @rel) of the layer. */
+static int walk_entry(struct layered *w, int dfd, const char *rel, const char *name,
+		      const struct lower_ctx *ctx, const struct lower_ctx *hidden, unsigned depth)
+{
+	_cleanup_free_ char *path = join_path(rel, name);
+	struct stat st, lst;
+	int r = 0;
+
+	if (!path)
+		return -ENOMEM;
+	if (wh_is_meta(name)) {
+		/*
+		 * aufs metadata and our scratch space (.wh..wh.plnk, ...), and the
+		 * opaque marker, which the walk of its directory has acted on.
+		 */
+		return 0;
+	}
+	if (wh_is_whiteout(name)) {
+		_cleanup_free_ char *p = join_path(rel, name + WH_PREFIX_LEN);
+		return p ? emit(w, p, STRATA_CHANGE_DELETE) : -ENOMEM;
+	}
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+
+	enum strata_change_kind kind = STRATA_CHANGE_ADD;
+	bool skip = false;
+	if (lower_lookup(ctx, name, &lst) > 0) {
+		kind = STRATA_CHANGE_MODIFY;
+		if (S_ISDIR(st.st_mode) && S_ISDIR(lst.st_mode) && st.st_size == lst.st_size &&
+		    st.st_mode == lst.st_mode && same_fs_time(&st.st_mtim, &lst.st_mtim))
+			skip = true;
+	}
+	if (!skip) {
+		if (S_ISDIR(st.st_mode) && (r = strset_add(&w->changed_dirs, path)) < 0)
+			return r;
+		r = emit(w, path, kind);
+		if (r < 0)
+			return r;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return 0;
+
+	_cleanup_close_ int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct lower_ctx child = { 0 }, child_hidden = { 0 };
+	if (cfd < 0)
+		return -errno;
+	r = lower_ctx_child(ctx, name, &child);
+	if (r == 0)
+		r = lower_ctx_child(hidden, name, &child_hidden);
+	if (r == 0)
+		r = walk_layer_dir(w, cfd, path, &child, &child_hidden, depth + 1);
+	lower_ctx_clear(&child);
+	lower_ctx_clear(&child_hidden);
+	return r;
+}
+
+/*
+ * Walks directory @dfd of the layer, path @rel. @ctx is the lower view that
+ * tells a modify from an add; @hidden is the lower view that an opaque
+ * directory at or above this one hides (empty when there is none): what of it
+ * the layer does not have again is deleted, reported at its own path and in
+ * walk order among the layer's entries, as the merged mount no longer shows it.
+ */
+static int walk_layer_dir(struct layered *w, int dfd, const char *rel, const struct lower_ctx *ctx,
+			  const struct lower_ctx *hidden, unsigned depth)
+{
+	static const struct lower_ctx nothing = { 0 };
+	_cleanup_strv_free_ char **names = NULL, **gone = NULL;
+	size_t n, n_gone, i = 0, j = 0;
 	int r;
 
 	if (depth > 4096)
 		return -ELOOP;
+	if (has_entry(dfd, WH_OPAQUE) && ctx->n > 0) {
+		/* Nothing below shows through: the entries here are all this layer's. */
+		hidden = ctx;
+		ctx = &nothing;
+	}
 	r = list_dir_sorted(dfd, &names, &n);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < n && r == 0; i++) {
-		const char *name = names[i];
-		_cleanup_free_ char *path = join_path(rel, name);
-		struct stat st, lst;
-
-		if (!path) {
-			r = -ENOMEM;
-			break;
-		}
-		if (wh_is_opaque(name)) {
-			/* Everything the lower view had here and this layer does not is gone. */
-			char **hidden = NULL;
-			size_t k = 0;
-			r = lower_names(ctx, &hidden, &k);
-			for (size_t j = 0; r == 0 && j < k; j++) {
-				/* Present again, or whited out here: that whiteout is the delete. */
-				if (has_entry(dfd, hidden[j]) || has_whiteout(dfd, hidden[j]))
-					continue;
-				_cleanup_free_ char *p = join_path(rel, hidden[j]);
-				r = p ? emit(w, p, STRATA_CHANGE_DELETE) : -ENOMEM;
-			}
-			strv_free(hidden);
-			continue;
-		}
-		if (wh_is_meta(name)) {
-			/* aufs metadata and our scratch space (.wh..wh.plnk, ...): never a change. */
-			continue;
-		}
-		if (wh_is_whiteout(name)) {
-			_cleanup_free_ char *p = join_path(rel, name + WH_PREFIX_LEN);
+	if (r == 0)
+		r = hidden_gone(dfd, hidden, &gone, &n_gone);
+	while (r == 0 && (i < n || j < n_gone)) {
+		if (j < n_gone && (i == n || strcmp(gone[j], names[i]) < 0)) {
+			_cleanup_free_ char *p = join_path(rel, gone[j++]);
 			r = p ? emit(w, p, STRATA_CHANGE_DELETE) : -ENOMEM;
 			continue;
 		}
-		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno != ENOENT)
-				r = -errno;
-			continue;
-		}
-		enum strata_change_kind kind = STRATA_CHANGE_ADD;
-		bool skip = false;
-		if (lower_lookup(ctx, name, &lst) > 0) {
-			kind = STRATA_CHANGE_MODIFY;
-			if (S_ISDIR(st.st_mode) && S_ISDIR(lst.st_mode) && st.st_size == lst.st_size &&
-			    st.st_mode == lst.st_mode && same_fs_time(&st.st_mtim, &lst.st_mtim))
-				skip = true;
-		}
-		if (!skip) {
-			if (S_ISDIR(st.st_mode) && (r = strset_add(&w->changed_dirs, path)) < 0)
-				break;
-			r = emit(w, path, kind);
-		}
-		if (r == 0 && S_ISDIR(st.st_mode)) {
-			int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			struct lower_ctx child = { 0 };
-			if (cfd < 0) {
-				r = -errno;
-				break;
-			}
-			r = lower_ctx_child(ctx, name, &child);
-			if (r == 0)
-				r = walk_layer_dir(w, cfd, path, &child, depth + 1);
-			lower_ctx_clear(&child);
-			close(cfd);
-		}
+		r = walk_entry(w, dfd, rel, names[i++], ctx, hidden, depth);
 	}
-	strv_free(names);
 	return r;
 }
 
@@ -377,7 +423,7 @@ int changes_layered(int layer_fd, const int *lower_fds, size_t n_lower, struct c
 		if (has_entry(fd, WH_OPAQUE))
 			break;
 	}
-	r = walk_layer_dir(&w, layer_fd, "", &root, 0);
+	r = walk_layer_dir(&w, layer_fd, "", &root, &(struct lower_ctx){ 0 }, 0);
 	lower_ctx_clear(&root);
 	strset_clear(&w.changed_dirs);
 	return r;

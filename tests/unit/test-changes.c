@@ -202,14 +202,57 @@ static void test_opaque(void)
 	set_mtime(1000, "%s/o/rw/var", base);
 	const char *low[] = { "o/lower" };
 	char *got = layered("o/rw", low, 1);
-	CHECK_STR(got, "C /var/cache\nD /var/cache/a\nC /var/cache/b\nA /var/cache/c\n");
+	CHECK_STR(got, "C /var/cache\nD /var/cache/a\nA /var/cache/b\nA /var/cache/c\n");
 	free(got);
 	/* aufs metadata at the root is never a change, nor anything inside it. */
 	mkdirs("%s/o/rw/.wh..wh.plnk", base);
 	put("", "%s/o/rw/.wh..wh.plnk/123.456", base);
 	put("", "%s/o/rw/.wh..wh.aufs", base);
 	got = layered("o/rw", low, 1);
-	CHECK_STR(got, "C /var/cache\nD /var/cache/a\nC /var/cache/b\nA /var/cache/c\n");
+	CHECK_STR(got, "C /var/cache\nD /var/cache/a\nA /var/cache/b\nA /var/cache/c\n");
+	free(got);
+}
+
+/*
+ * Below an opaque directory nothing of the lower layers shows: its entries are
+ * adds, and what it hides is deleted at the path that is gone, however deep,
+ * as the merged mount shows it.
+ */
+static void test_opaque_nested(void)
+{
+	mkdirs("%s/on/lower/dir/sub/keep", base);
+	put("1", "%s/on/lower/dir/sub/old", base);
+	put("2", "%s/on/lower/dir/sub/keep/x", base);
+	put("3", "%s/on/lower/dir/0gone", base);
+	mkdirs("%s/on/rw/dir/sub/keep", base);
+	put("", "%s/on/rw/dir/.wh..wh..opq", base);
+	put("4", "%s/on/rw/dir/sub/new", base);
+	put("5", "%s/on/rw/dir/sub/keep/y", base);
+	set_mtime(1000, "%s/on/lower/dir", base);
+	set_mtime(2000, "%s/on/rw/dir", base);
+	const char *low[] = { "on/lower" };
+	char *got = layered("on/rw", low, 1);
+	CHECK_STR(got, "C /dir\nD /dir/0gone\nA /dir/sub\nA /dir/sub/keep\nD /dir/sub/keep/x\n"
+		       "A /dir/sub/keep/y\nA /dir/sub/new\nD /dir/sub/old\n");
+	free(got);
+
+	/* The same with the directory's own times unchanged: it comes first all the same. */
+	set_mtime(1000, "%s/on/rw/dir", base);
+	got = layered("on/rw", low, 1);
+	CHECK_STR(got, "C /dir\nD /dir/0gone\nA /dir/sub\nA /dir/sub/keep\nD /dir/sub/keep/x\n"
+		       "A /dir/sub/keep/y\nA /dir/sub/new\nD /dir/sub/old\n");
+	free(got);
+
+	/* At the root: Docker skips the marker, we delete what it hides. */
+	mkdirs("%s/or/lower/etc", base);
+	put("1", "%s/or/lower/etc/conf", base);
+	put("2", "%s/or/lower/bin", base);
+	mkdirs("%s/or/rw/etc", base);
+	put("", "%s/or/rw/.wh..wh..opq", base);
+	put("3", "%s/or/rw/etc/new", base);
+	const char *low2[] = { "or/lower" };
+	got = layered("or/rw", low2, 1);
+	CHECK_STR(got, "D /bin\nA /etc\nD /etc/conf\nA /etc/new\n");
 	free(got);
 }
 
@@ -313,6 +356,28 @@ static void test_dirs(void)
 	free(got);
 }
 
+/* An opaque directory's deletes come in walk order among its entries, parents first. */
+static void test_opaque_order(void)
+{
+	mkdirs("%s/oo/lower/dir", base);
+	put("1", "%s/oo/lower/dir/a", base);
+	put("2", "%s/oo/lower/dir/b", base);
+	mkdirs("%s/oo/rw/dir", base);
+	put("", "%s/oo/rw/dir/.wh..wh..opq", base);
+	put("3", "%s/oo/rw/dir/0first", base);
+	put("4", "%s/oo/rw/dir/c", base);
+	set_mtime(1000, "%s/oo/lower/dir", base);
+	set_mtime(1000, "%s/oo/rw/dir", base);
+	const char *low[] = { "oo/lower" };
+	char *got = layered("oo/rw", low, 1);
+	CHECK_STR(got, "C /dir\nA /dir/0first\nD /dir/a\nD /dir/b\nA /dir/c\n");
+	free(got);
+	/* And the same on every run. */
+	char *again = layered("oo/rw", low, 1);
+	CHECK_STR(again, "C /dir\nA /dir/0first\nD /dir/a\nD /dir/b\nA /dir/c\n");
+	free(again);
+}
+
 /* A whiteout inside an opaque directory is one delete, not two. */
 static void test_opaque_whiteout(void)
 {
@@ -348,7 +413,9 @@ int main(void)
 	test_gh13590();
 	test_middle_delete();
 	test_opaque();
+	test_opaque_nested();
 	test_opaque_whiteout();
+	test_opaque_order();
 	test_driver_changes();
 	test_dirs();
 	rm_rf_at(AT_FDCWD, base);

@@ -115,18 +115,25 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 			   struct fuse_file_info *fi)
 {
 	struct sfs_fs *fs = FS(req);
+	struct sfs_node *node = NODE(fs, ino);
 	struct stat st;
 
 	wrlock(fs);
-	int r = sfs_setattr(fs, NODE(fs, ino), attr, to_set, fi ? FILE_OF(fi) : NULL, &st);
+	int r = sfs_setattr(fs, node, attr, to_set, fi ? FILE_OF(fi) : NULL, &st);
 	unlock(fs);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fuse_reply_attr(req, &st, sfs_attr_timeout(fs, NODE(fs, ino), &st));
-	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1)
-		sfs_inval_aliases(fs, NODE(fs, ino));
+	/* once replied to, the kernel may forget the node: hold it for the invalidation */
+	bool inval = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
+	if (inval)
+		sfs_node_ref(fs, node);
+	fuse_reply_attr(req, &st, sfs_attr_timeout(fs, node, &st));
+	if (inval) {
+		sfs_inval_aliases(fs, node);
+		sfs_node_unref(fs, node);
+	}
 }
 
 static void sfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -267,13 +274,26 @@ static void closep_if(int fd, bool yes)
 		close(fd);
 }
 
-/* After a write by node: other kernel inodes of a hard link must drop their cache. */
-static void after_node_write(struct sfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, int fd)
+/*
+ * Whether a write by node (no handle) must make the other kernel inodes of a hard link drop
+ * their cache. If so, takes a reference on the node, which the kernel may forget as soon as
+ * the write is replied to: after_node_write() drops it.
+ */
+static bool before_node_write(struct sfs_fs *fs, struct sfs_node *node, struct fuse_file_info *fi,
+			      int fd)
 {
 	struct stat st;
 
-	if ((!fi || !fi->fh) && fstat(fd, &st) == 0 && st.st_nlink > 1)
-		sfs_inval_aliases(fs, NODE(fs, ino));
+	if ((fi && fi->fh) || fstat(fd, &st) < 0 || st.st_nlink <= 1)
+		return false;
+	sfs_node_ref(fs, node);
+	return true;
+}
+
+static void after_node_write(struct sfs_fs *fs, struct sfs_node *node)
+{
+	sfs_inval_aliases(fs, node);
+	sfs_node_unref(fs, node);
 }
 
 static void sfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -368,11 +388,15 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 	ssize_t n = fuse_buf_copy(&out, in_buf, 0);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
-	} else {
-		fuse_reply_write(req, (size_t)n);
-		after_node_write(fs, ino, fi, fd);
+		closep_if(fd, tmp);
+		return;
 	}
+	struct sfs_node *node = NODE(fs, ino);
+	bool inval = before_node_write(fs, node, fi, fd);
 	closep_if(fd, tmp);
+	fuse_reply_write(req, (size_t)n);
+	if (inval)
+		after_node_write(fs, node);
 }
 
 static void sfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -254,6 +254,13 @@ static void test_opaque_nested(void)
 	got = layered("or/rw", low2, 1);
 	CHECK_STR(got, "D /bin\nA /etc\nD /etc/conf\nA /etc/new\n");
 	free(got);
+	/* Other aufs metadata below the root is no change, nor what is in it. */
+	put("", "%s/or/rw/etc/.wh..wh.x", base);
+	mkdirs("%s/or/rw/etc/.wh..wh.plnk", base);
+	put("", "%s/or/rw/etc/.wh..wh.plnk/1.2", base);
+	got = layered("or/rw", low2, 1);
+	CHECK_STR(got, "D /bin\nA /etc\nD /etc/conf\nA /etc/new\n");
+	free(got);
 }
 
 /* graphtest DriverTestChanges on aufs: 21 changes. */

@@ -54,6 +54,23 @@ per_test_setup() { sfs_require; }
 	[[ "$output" == *cap_net_raw=ep* ]]
 }
 
+@test "fuse: a lower file unlinked while open for writing can still be written" {
+	sfs_small_stack
+	for h in no yes; do
+		sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh,handles=$h"
+		run "$SFS_PROBE" unlinked-rw "$TEST_DIR/mnt/a"
+		echo "handles=$h: $output"
+		[ "$status" -eq 0 ]
+		[ ! -e "$TEST_DIR/mnt/a" ]
+		[ ! -e "$TEST_DIR/up/a" ]
+		[ "$(cat "$TEST_DIR/l2/a")" = a ]
+		sfs_umount "$TEST_DIR/mnt"
+		# nothing left behind in the scratch directory
+		[ -z "$(ls -A "$TEST_DIR/up/.wh..wh.orph")" ]
+		rm "$TEST_DIR/up/.wh.a"
+	done
+}
+
 @test "fuse: parent directories are copied up first, with their metadata" {
 	sfs_small_stack
 	chmod 0711 "$TEST_DIR/l2/d/sub"

@@ -174,7 +174,10 @@ static int copy_meta_fd(struct sfs_fs *fs, int src, int fd, const struct stat *s
 	return 0;
 }
 
-/* Makes a copy of the object at @dfd/@path (described by @st) as @tmp in the scratch dir. */
+/*
+ * Makes a copy of the object at @dfd/@path (described by @st) as @tmp in the scratch dir.
+ * An empty @path stands for the object of the O_PATH fd @dfd itself.
+ */
 static int copy_to_temp(struct sfs_fs *fs, int dfd, const char *path, const struct stat *st,
 			const char *tmp, bool with_data)
 {
@@ -182,7 +185,14 @@ static int copy_to_temp(struct sfs_fs *fs, int dfd, const char *path, const stru
 
 	switch (st->st_mode & S_IFMT) {
 	case S_IFREG: {
-		_cleanup_close_ int src = openat(dfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		_cleanup_close_ int src = -1;
+		if (!path[0]) {
+			char proc[64];
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dfd);
+			src = open(proc, O_RDONLY | O_CLOEXEC);
+		} else {
+			src = openat(dfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		}
 		if (src < 0)
 			return -errno;
 		_cleanup_close_ int dst = sfs_do_openat(fs->work_fd, tmp,
@@ -483,6 +493,48 @@ out_remove:
 }
 
 /*
+ * A non-directory that was unlinked from a lower branch while still open: it has no name to
+ * copy up to, so the copy stays nameless, held by the node's O_PATH fd like the lower file was,
+ * and gone with the node.
+ */
+static int copy_up_orphan(struct sfs_fs *fs, struct sfs_node *node, bool with_data)
+{
+	char tmp[NAME_MAX];
+	struct stat st;
+	int r;
+
+	if (node->opath_fd < 0)
+		return -ESTALE;
+	if (node->plnk) {
+		/* what it was pinned at is already the rw branch's copy of the hard link */
+		free(node->plnk);
+		node->plnk = NULL;
+		node->bindex = 0;
+		return 0;
+	}
+	if (fstat(node->opath_fd, &st) < 0)
+		return -errno;
+	sfs_make_temp(fs, tmp, sizeof(tmp));
+	r = copy_to_temp(fs, node->opath_fd, "", &st, tmp, with_data);
+	if (r < 0)
+		goto out_remove;
+	int fd = openat(fs->work_fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		goto out_remove;
+	}
+	sfs_do_unlinkat(fs->work_fd, tmp, 0);
+	close(node->opath_fd);
+	node->opath_fd = fd;
+	node->bindex = 0;
+	__atomic_add_fetch(&node->gen, 1, __ATOMIC_RELEASE);
+	return 0;
+out_remove:
+	remove_temp(fs, tmp);
+	return r;
+}
+
+/*
  * Makes @node live in the rw branch. With @with_data false a regular file's data is not
  * copied (the caller truncates it to zero next). Caller holds ns_lock for writing.
  */
@@ -498,7 +550,7 @@ int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data)
 	if (!node->parent)
 		return 0;
 	if (!node->hashed)
-		return -ESTALE; /* unlinked from a lower branch: no name to copy it up to */
+		return copy_up_orphan(fs, node, with_data);
 	r = sfs_copy_up(fs, node->parent, true);
 	if (r < 0)
 		return r;

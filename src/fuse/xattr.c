@@ -15,6 +15,11 @@ bool sfs_xattr_hidden(const char *name)
 	return !strncmp(name, "trusted.overlay.", 16) || !strncmp(name, "user.overlay.", 13);
 }
 
+/*
+ * A path that reaches what backs @node, for the l*xattr() calls. For an unlinked node that is
+ * /proc/self/fd/N of its O_PATH fd, which the plain calls must follow (it leads to the object
+ * itself, a symlink too, never through it): returns 1 then, else 0, or -errno.
+ */
 static int abs_path(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t size)
 {
 	char rel[PATH_MAX];
@@ -24,8 +29,10 @@ static int abs_path(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t 
 	r = sfs_backing_at(fs, node, &dfd, rel, sizeof(rel));
 	if (r < 0)
 		return r;
-	if (!rel[0])
-		return -ESTALE;
+	if (!rel[0]) {
+		snprintf(buf, size, "/proc/self/fd/%d", dfd);
+		return 1;
+	}
 	if (node->plnk) {
 		if (snprintf(buf, size, "/proc/self/fd/%d/%s", fs->plnk_fd, rel) >= (int)size)
 			return -ENAMETOOLONG;
@@ -48,7 +55,7 @@ int sfs_getxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, cha
 	r = abs_path(fs, node, path, sizeof(path));
 	if (r < 0)
 		return r;
-	ssize_t n = lgetxattr(path, name, buf, size);
+	ssize_t n = r ? getxattr(path, name, buf, size) : lgetxattr(path, name, buf, size);
 	return n < 0 ? -errno : (int)n;
 }
 
@@ -60,13 +67,14 @@ int sfs_listxattr(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t si
 	r = abs_path(fs, node, path, sizeof(path));
 	if (r < 0)
 		return r;
-	ssize_t n = llistxattr(path, NULL, 0);
+	bool follow = r;
+	ssize_t n = follow ? listxattr(path, NULL, 0) : llistxattr(path, NULL, 0);
 	if (n <= 0)
 		return n < 0 ? -errno : 0;
 	_cleanup_free_ char *all = malloc(n);
 	if (!all)
 		return -ENOMEM;
-	n = llistxattr(path, all, n);
+	n = follow ? listxattr(path, all, n) : llistxattr(path, all, n);
 	if (n < 0)
 		return -errno;
 	size_t out = 0;
@@ -100,7 +108,8 @@ int sfs_setxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, con
 	r = abs_path(fs, node, path, sizeof(path));
 	if (r < 0)
 		return r;
-	return lsetxattr(path, name, value, size, flags) < 0 ? -errno : 0;
+	r = r ? setxattr(path, name, value, size, flags) : lsetxattr(path, name, value, size, flags);
+	return r < 0 ? -errno : 0;
 }
 
 int sfs_removexattr(struct sfs_fs *fs, struct sfs_node *node, const char *name)
@@ -118,7 +127,8 @@ int sfs_removexattr(struct sfs_fs *fs, struct sfs_node *node, const char *name)
 	r = abs_path(fs, node, path, sizeof(path));
 	if (r < 0)
 		return r;
-	return lremovexattr(path, name) < 0 ? -errno : 0;
+	r = r ? removexattr(path, name) : lremovexattr(path, name);
+	return r < 0 ? -errno : 0;
 }
 
 /* Copies every attribute of @src_fd to @dst_fd; ones the destination refuses are skipped. */

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define CHECK(c)                                                                                   \
@@ -110,6 +111,34 @@ static int rewind_sees(const char *dir)
 	rewinddir(d);
 	CHECK(dir_has(d, "rw-old"));
 	closedir(d);
+	return 0;
+}
+
+/*
+ * A file opened for reading and writing, then unlinked, can still be written, truncated and
+ * given xattrs; a read-only handle of it sees the writes. @path holds "a\n".
+ */
+static int unlinked_rw(const char *path)
+{
+	char buf[64] = { 0 };
+	int rw = open(path, O_RDWR | O_CLOEXEC);
+	CHECK(rw >= 0);
+	int ro = open(path, O_RDONLY | O_CLOEXEC);
+	CHECK(ro >= 0);
+	CHECK(unlink(path) == 0);
+	CHECK(flistxattr(rw, buf, sizeof(buf)) >= 0);
+	CHECK(pwrite(rw, "written", 7, 0) == 7);
+	CHECK(ftruncate(rw, 5) == 0);
+	CHECK(fsetxattr(rw, "user.k", "v", 1, 0) == 0);
+	CHECK(fgetxattr(rw, "user.k", buf, sizeof(buf)) == 1 && buf[0] == 'v');
+	CHECK(flistxattr(rw, buf, sizeof(buf)) == 7 && !strcmp(buf, "user.k"));
+	struct stat st;
+	CHECK(fstat(rw, &st) == 0 && st.st_size == 5 && st.st_nlink == 0);
+	memset(buf, 0, sizeof(buf));
+	CHECK(pread(ro, buf, sizeof(buf) - 1, 0) == 5);
+	CHECK(!strcmp(buf, "writt"));
+	close(ro);
+	close(rw);
 	return 0;
 }
 
@@ -261,6 +290,7 @@ int main(int argc, char **argv)
 		{ "mmap", mmap_shared },       { "seekhole", seek_hole }, { "locks", locks },
 		{ "append", append },	       { "utimes-ns", utimes_ns }, { "create-errno", create_errno },
 		{ "fallocate", falloc },     { "rewind", rewind_sees },
+		{ "unlinked-rw", unlinked_rw },
 	};
 
 	if (argc != 3) {

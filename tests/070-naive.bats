@@ -71,3 +71,37 @@ add_many_files() {
 	# Nothing stays mounted.
 	[ -z "$(awk -v r="$ROOT" 'index($5, r) == 1' /proc/self/mountinfo)" ]
 }
+
+@test "pkg/archive TestChangesSizeWithHardlinks: naive diff-size counts a hard-linked file once" {
+	strata create base
+	strata create links --parent base
+	dir=$(strata mount links)
+	for i in $(seq 0 99); do
+		printf fooo >"$dir/file-$i"
+		chmod 0700 "$dir/file-$i"
+		ln "$dir/file-$i" "$dir/file-$i-link"
+	done
+	[ "$(stat -c %h "$dir/file-7")" -eq 2 ]
+	strata unmount links
+	# Against nothing the mounted union is compared with an empty tree: 100 inodes of 4 bytes.
+	run strata diff-size links --parent ''
+	[ "$status" -eq 0 ]
+	[ "$output" = 400 ]
+	# Against a grandparent (naive too): nothing changed gives 0, only deletes give 0.
+	strata create mid --parent links
+	strata create same --parent mid
+	run strata diff-size same --parent links
+	[ "$status" -eq 0 ]
+	[ "$output" = 0 ]
+	strata create gone --parent mid
+	dir=$(strata mount gone)
+	rm "$dir"/file-*
+	strata unmount gone
+	run strata changes gone --parent links
+	[ "${#lines[@]}" -eq 200 ]
+	[ -z "$(printf '%s\n' "${lines[@]}" | grep -v '^D ')" ]
+	run strata diff-size gone --parent links
+	[ "$status" -eq 0 ]
+	[ "$output" = 0 ]
+	[ -z "$(awk -v r="$ROOT" 'index($5, r) == 1' /proc/self/mountinfo)" ]
+}

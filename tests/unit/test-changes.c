@@ -11,6 +11,7 @@
 
 #include "changes.h"
 #include "fsutil.h"
+#include "naive.h"
 #include "tap.h"
 
 static char base[64];
@@ -411,6 +412,62 @@ static void test_opaque_whiteout(void)
 	change_list_clear(&l);
 }
 
+/* The size of the changes of tree @new_dir against @old_dir (NULL: nothing), as ChangesSize. */
+static int64_t size_of(const char *new_dir, const char *old_dir)
+{
+	struct change_list l = { 0 };
+	char p[512];
+	int64_t size = -1;
+	snprintf(p, sizeof(p), "%s/%s", base, new_dir);
+	int nfd = open(p, O_RDONLY | O_DIRECTORY);
+	int ofd = -1;
+	if (old_dir) {
+		snprintf(p, sizeof(p), "%s/%s", base, old_dir);
+		ofd = open(p, O_RDONLY | O_DIRECTORY);
+	}
+	int r = changes_dirs(nfd, ofd, &l);
+	if (r == 0)
+		r = changes_size(nfd, &l, &size);
+	if (r < 0)
+		printf("# changes size: %s\n", strerror(-r));
+	close(nfd);
+	if (ofd >= 0)
+		close(ofd);
+	change_list_clear(&l);
+	return size;
+}
+
+/*
+ * moby TestChangesSizeWithHardlinks: 100 files of 4 bytes, each with a hard
+ * link, against an empty tree: 400, each inode counted once. With
+ * TestChangesSizeWithNoChanges and TestChangesSizeWithOnlyDeleteChanges.
+ */
+static void test_changes_size(void)
+{
+	char p[512], q[512];
+	mkdirs("%s/sz/empty", base);
+	mkdirs("%s/sz/links", base);
+	for (int i = 0; i < 100; i++) {
+		snprintf(p, sizeof(p), "%s/sz/links/file-%d", base, i);
+		snprintf(q, sizeof(q), "%s/sz/links/file-%d-link", base, i);
+		put("fooo", "%s", p);
+		chmod(p, 0700);
+		link(p, q);
+	}
+	CHECK_INT(size_of("sz/links", "sz/empty"), 400);
+	CHECK_INT(size_of("sz/links", NULL), 400);
+	/* A link into a tree compared is still the same inode: counted once across directories. */
+	mkdirs("%s/sz/links/sub", base);
+	snprintf(p, sizeof(p), "%s/sz/links/file-0", base);
+	snprintf(q, sizeof(q), "%s/sz/links/sub/again", base);
+	link(p, q);
+	CHECK_INT(size_of("sz/links", NULL), 400);
+
+	/* No changes: 0. Only deletes: 0. */
+	CHECK_INT(size_of("sz/empty", "sz/empty"), 0);
+	CHECK_INT(size_of("sz/empty", "sz/links"), 0);
+}
+
 int main(void)
 {
 	snprintf(base, sizeof(base), "/tmp/strata-changes-XXXXXX");
@@ -425,6 +482,7 @@ int main(void)
 	test_opaque_order();
 	test_driver_changes();
 	test_dirs();
+	test_changes_size();
 	rm_rf_at(AT_FDCWD, base);
 	return tap_done();
 }

@@ -71,6 +71,26 @@ per_test_setup() { sfs_require; }
 	done
 }
 
+@test "fuse: copy-up of symlinks, fifos and devices keeps their xattrs" {
+	sfs_small_stack
+	l=$TEST_DIR/l2
+	ln -s a "$l/sym"
+	mkfifo "$l/fifo"
+	mknod "$l/null" c 1 3
+	setfattr -h -n trusted.t -v sym "$l/sym"
+	# Linux allows user.* on regular files and directories only
+	setfattr -n trusted.t -v fifo "$l/fifo"
+	setfattr -n trusted.t -v dev "$l/null"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	chown -h 5:6 "$TEST_DIR/mnt/sym" "$TEST_DIR/mnt/fifo" "$TEST_DIR/mnt/null"
+	u=$TEST_DIR/up
+	[ "$(stat -c '%F %u:%g' "$u/sym")" = "symbolic link 5:6" ]
+	[ "$(getfattr -h --only-values -n trusted.t "$u/sym")" = sym ]
+	[ "$(getfattr --only-values -n trusted.t "$u/fifo")" = fifo ]
+	[ "$(getfattr --only-values -n trusted.t "$u/null")" = dev ]
+	[ "$(getfattr -h --only-values -n trusted.t "$TEST_DIR/mnt/sym")" = sym ]
+}
+
 @test "fuse: parent directories are copied up first, with their metadata" {
 	sfs_small_stack
 	chmod 0711 "$TEST_DIR/l2/d/sub"

@@ -242,13 +242,22 @@ static int copy_to_temp(struct sfs_fs *fs, int dfd, const char *path, const stru
 			return r;
 		break;
 	}
-	/* symlinks and special files: no fd to work on */
+	/* symlinks and special files: no fd to work on; the same order as copy_meta_fd() */
 	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	char spath[PATH_MAX], dpath[PATH_MAX];
 	if (fs->is_root) {
 		r = sfs_do_fchownat(fs->work_fd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW);
 		if (r < 0)
 			return r;
 	}
+	if (snprintf(spath, sizeof(spath), "/proc/self/fd/%d%s%s", dfd, path[0] ? "/" : "",
+		     path) >= (int)sizeof(spath) ||
+	    snprintf(dpath, sizeof(dpath), "/proc/self/fd/%d/%s", fs->work_fd, tmp) >=
+		    (int)sizeof(dpath))
+		return -ENAMETOOLONG;
+	r = sfs_copy_xattrs_path(spath, /* src_follow= */ !path[0], dpath);
+	if (r < 0)
+		return r;
 	if (!S_ISLNK(st->st_mode)) {
 		r = sfs_do_fchmodat(fs->work_fd, tmp, st->st_mode & 07777);
 		if (r < 0)

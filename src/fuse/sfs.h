@@ -233,6 +233,7 @@ int sfs_setxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, con
 		 size_t size, int flags);
 int sfs_removexattr(struct sfs_fs *fs, struct sfs_node *node, const char *name);
 int sfs_copy_xattrs(int src_fd, int dst_fd);
+int sfs_copy_xattrs_path(const char *src, bool src_follow, const char *dst);
 bool sfs_xattr_hidden(const char *name);
 
 /* ops.c */

@@ -131,6 +131,41 @@ int sfs_removexattr(struct sfs_fs *fs, struct sfs_node *node, const char *name)
 	return r < 0 ? -errno : 0;
 }
 
+/*
+ * Copies every attribute of the object at path @src to the one at @dst, neither followed if a
+ * symlink (but @src when @src_follow, for a /proc/self/fd link); for objects that cannot be
+ * opened. Ones the destination refuses are skipped, as Linux refuses user.* on symlinks.
+ */
+int sfs_copy_xattrs_path(const char *src, bool src_follow, const char *dst)
+{
+	ssize_t n = src_follow ? listxattr(src, NULL, 0) : llistxattr(src, NULL, 0);
+
+	if (n <= 0)
+		return n < 0 && errno != ENOTSUP ? -errno : 0;
+	_cleanup_free_ char *names = malloc(n);
+	if (!names)
+		return -ENOMEM;
+	n = src_follow ? listxattr(src, names, n) : llistxattr(src, names, n);
+	if (n < 0)
+		return -errno;
+	for (char *p = names; p < names + n; p += strlen(p) + 1) {
+		if (sfs_xattr_hidden(p))
+			continue;
+		ssize_t vl = src_follow ? getxattr(src, p, NULL, 0) : lgetxattr(src, p, NULL, 0);
+		if (vl < 0)
+			continue;
+		_cleanup_free_ char *v = malloc(vl ? vl : 1);
+		if (!v)
+			return -ENOMEM;
+		vl = src_follow ? getxattr(src, p, v, vl) : lgetxattr(src, p, v, vl);
+		if (vl < 0)
+			continue;
+		if (lsetxattr(dst, p, v, vl, 0) < 0 && errno != ENOTSUP && errno != EPERM)
+			return -errno;
+	}
+	return 0;
+}
+
 /* Copies every attribute of @src_fd to @dst_fd; ones the destination refuses are skipped. */
 int sfs_copy_xattrs(int src_fd, int dst_fd)
 {

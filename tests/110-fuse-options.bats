@@ -96,6 +96,18 @@ per_test_setup() { sfs_require; }
 	! mountpoint -q "$TEST_DIR/mnt"
 }
 
+@test "fuse: an empty element of the branch list is refused and named" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/lo" "$TEST_DIR/mnt"
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw::$TEST_DIR/lo"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"element 2 of '$TEST_DIR/up=rw::$TEST_DIR/lo' is empty"* ]]
+	! mountpoint -q "$TEST_DIR/mnt"
+	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/lo:"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"element 3 of"*"is empty"* ]]
+	! mountpoint -q "$TEST_DIR/mnt"
+}
+
 @test "fuse: unknown options and permissions are named" {
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/lo" "$TEST_DIR/mnt"
 	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw,frobnicate"

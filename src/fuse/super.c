@@ -101,17 +101,29 @@ static int add_branch_spec(struct sfs_fs *fs, const char *s, size_t len, char *e
 	return add_branch(fs, s, len, NULL, err, errlen);
 }
 
+/*
+ * Branch elements separated by @sep. A file (@sep '\n') may have blank and '#' lines; in an
+ * option an empty element is a mistake (a doubled ':'), which would silently drop a branch.
+ */
 static int parse_list(struct sfs_fs *fs, const char *spec, char sep, char *err, size_t errlen)
 {
 	const char *p = spec;
+	unsigned idx = 0;
 
-	while (*p) {
+	for (;;) {
 		const char *end = strchr(p, sep);
 		size_t len = end ? (size_t)(end - p) : strlen(p);
 		int r;
 
+		if (!*p && (sep == '\n' || p == spec))
+			break; /* the end of a file, or an empty option (no branches, said later) */
+		idx++;
 		while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r' || p[len - 1] == ' '))
 			len--;
+		if (len == 0 && sep != '\n') {
+			seterr(err, errlen, "option 'br': element %u of '%s' is empty", idx, spec);
+			return -EINVAL;
+		}
 		if (len > 0 && p[0] != '#') {
 			r = add_branch_spec(fs, p, len, err, errlen);
 			if (r < 0)

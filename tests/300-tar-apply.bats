@@ -303,3 +303,20 @@ PY
 	diff <(tree_meta "$TEST_DIR/src") <(tree_meta "$ROOT/diff/P")
 	cmp <(zcat "$ROOT/.strata/tarsplit/P.json.gz") <(zcat "$ROOT/.strata/tarsplit/S.json.gz")
 }
+
+@test "worker threads and --serial agree on names that reach one path through a symlink" {
+	# real/aN then l/aN (l -> real), and the reverse; fN then r/fN (r -> /);
+	# gN, then a directory r/gN/ in its place and a file below it.
+	python3 "$BATS_TEST_DIRNAME/tar/mkaliased.py" "$TEST_DIR/in.tar" 1000
+	strata create P
+	strata create S
+	run strata apply P "$TEST_DIR/in.tar"
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	run strata apply S --serial "$TEST_DIR/in.tar"
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	diff <(tree_meta "$ROOT/diff/P") <(tree_meta "$ROOT/diff/S")
+	# The last entry for a path wins, as in Docker's Unpack.
+	[ "$(cat "$ROOT/diff/S/real/a7")" = "alias 7" ] && [ "$(cat "$ROOT/diff/S/real/b7")" = "real 7" ]
+	[ "$(cat "$ROOT/diff/S/f7")" = "through 7" ] && [ "$(cat "$ROOT/diff/S/g7/x")" = "below 7" ]
+	cmp <(zcat "$ROOT/.strata/tarsplit/P.json.gz") <(zcat "$ROOT/.strata/tarsplit/S.json.gz")
+}

@@ -468,6 +468,8 @@ struct apply {
 	size_t n_dirs, cap_dirs;
 	char *cache_path;   /* the parent directory last opened, and its O_PATH fd */
 	struct fp_dir *cache_dir;
+	bool cache_aliased; /* ... reached through a symlink */
+	bool aliased;       /* an entry was written through a symlink */
 	struct file_pool *pool;  /* NULL: every file is written on this thread */
 	struct strset implied;   /* directories made for entries below them (with a pool) */
 	const struct strata_progress *progress;
@@ -494,58 +496,79 @@ static int fail_entry(struct apply *ap, int code, const char *fmt, ...)
 			   what ? what : "failed");
 }
 
-/* Opens (making implied 0755 directories) the directory @dir of the layer, as O_PATH. */
-static int open_parent(struct apply *ap, const char *dir)
+/* Makes the missing directories of @dir, each step resolved inside the layer; an O_PATH fd. */
+static int make_parents(struct apply *ap, const char *dir)
 {
+	_cleanup_free_ char *p = strdup(dir);
+	if (!p)
+		return -ENOMEM;
+	_cleanup_close_ int cur = fcntl(ap->layer_fd, F_DUPFD_CLOEXEC, 3);
+	if (cur < 0)
+		return -errno;
+	for (char *slash = p;; slash++) {
+		char *next = strchr(slash, '/');
+		if (next)
+			*next = '\0';
+		int nfd = layer_openat(ap->layer_fd, p, O_PATH | O_DIRECTORY, 0);
+		if (nfd == -ENOENT) {
+			const char *base = strrchr(p, '/');
+			base = base ? base + 1 : p;
+			int r = mkdirat_exact(cur, base, IMPLIED_DIR_MODE, ap->root_uid,
+					      ap->root_gid);
+			if (r < 0 && r != -EEXIST)
+				return r;
+			if (r == 0 && ap->pool && strset_add(&ap->implied, p) < 0)
+				return -ENOMEM;
+			nfd = openat(cur, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (nfd < 0)
+				return -errno;
+		}
+		if (nfd < 0)
+			return nfd;
+		close(cur);
+		cur = nfd;
+		if (!next)
+			break;
+		*next = '/';
+		slash = next;
+	}
+	return TAKE_FD(cur);
+}
+
+/*
+ * Opens (making implied 0755 directories) the directory @dir of the layer, as
+ * O_PATH. *@ret_aliased says whether a symlink was on the way: the directory
+ * is then not where its name says, and an entry below it may be a file still
+ * queued under another name.
+ */
+static int open_parent(struct apply *ap, const char *dir, bool *ret_aliased)
+{
+	bool aliased = false;
 	int fd;
 
-	if (ap->cache_path && !strcmp(ap->cache_path, dir))
+	if (ap->cache_path && !strcmp(ap->cache_path, dir)) {
+		*ret_aliased = ap->cache_aliased;
 		return ap->cache_dir->fd;
-	fd = layer_openat(ap->layer_fd, dir, O_PATH | O_DIRECTORY, 0);
-	if (fd < 0 && ap->pool) {
+	}
+	fd = layer_openat_nolinks(ap->layer_fd, dir, O_PATH | O_DIRECTORY, 0);
+	if (fd < 0) {
 		/* What is missing or in the way may be a file still queued: let it land first. */
-		int r = file_pool_drain(ap->pool);
-		if (r < 0)
-			return r;
-		fd = layer_openat(ap->layer_fd, dir, O_PATH | O_DIRECTORY, 0);
-	}
-	if (fd == -ENOENT) {
-		/* Walk down, making what is missing, each step resolved inside the layer. */
-		_cleanup_free_ char *p = strdup(dir);
-		_cleanup_close_ int cur = fcntl(ap->layer_fd, F_DUPFD_CLOEXEC, 3);
-		if (!p || cur < 0)
-			return -ENOMEM;
-		for (char *slash = p;; slash++) {
-			char *next = strchr(slash, '/');
-			if (next)
-				*next = '\0';
-			int nfd = layer_openat(ap->layer_fd, p, O_PATH | O_DIRECTORY, 0);
-			if (nfd == -ENOENT) {
-				const char *base = strrchr(p, '/');
-				base = base ? base + 1 : p;
-				int r = mkdirat_exact(cur, base, IMPLIED_DIR_MODE, ap->root_uid,
-						      ap->root_gid);
-				if (r < 0 && r != -EEXIST)
-					return r;
-				if (r == 0 && ap->pool && strset_add(&ap->implied, p) < 0)
-					return -ENOMEM;
-				nfd = openat(cur, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-				if (nfd < 0)
-					return -errno;
-			}
-			if (nfd < 0)
-				return nfd;
-			close(cur);
-			cur = nfd;
-			if (!next)
-				break;
-			*next = '/';
-			slash = next;
+		if (ap->pool) {
+			int r = file_pool_drain(ap->pool);
+			if (r < 0)
+				return r;
 		}
-		fd = TAKE_FD(cur);
+		fd = layer_openat(ap->layer_fd, dir, O_PATH | O_DIRECTORY, 0);
+		if (fd == -ENOENT)
+			fd = make_parents(ap, dir);
+		if (fd < 0)
+			return fd;
+		/* Found through a symlink, or made just now? */
+		int nfd = layer_openat_nolinks(ap->layer_fd, dir, O_PATH | O_DIRECTORY, 0);
+		aliased = nfd < 0;
+		if (nfd >= 0)
+			close(nfd);
 	}
-	if (fd < 0)
-		return fd;
 	char *copy = strdup(dir);
 	struct fp_dir *d = copy ? fp_dir_new(fd) : NULL;
 	if (!d) {
@@ -557,6 +580,8 @@ static int open_parent(struct apply *ap, const char *dir)
 	free(ap->cache_path);
 	ap->cache_path = copy;
 	ap->cache_dir = d;
+	ap->cache_aliased = aliased;
+	*ret_aliased = aliased;
 	return fd;
 }
 
@@ -780,12 +805,33 @@ static int queue_file(struct apply *ap, struct archive *a, struct archive_entry 
 	return r < 0 ? fail_pool(ap, r) : 0;
 }
 
+/*
+ * Whether a worker may create the file: only where nothing is, nor will be
+ * before the worker runs, so that it never has to replace anything. In an
+ * empty layer a queued file is at its cleaned name (its parent was reached
+ * through no symlink), names are never twice in a tar, and this thread makes
+ * nothing through a symlink without letting the queue land first. What is
+ * left is an implied directory in the way, or anything written through a
+ * symlink earlier: those are looked for.
+ */
+static bool can_queue(struct apply *ap, struct archive_entry *e, int pfd, const char *base,
+		      const char *clean, bool aliased)
+{
+	struct stat st;
+
+	if (!ap->pool || aliased || archive_entry_sparse_count(e) > 0 ||
+	    archive_entry_size(e) > POOL_FILE_MAX || strset_has(&ap->implied, clean))
+		return false;
+	if (ap->aliased)
+		return fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+	return true;
+}
+
 static int write_file(struct apply *ap, struct archive *a, struct archive_entry *e,
 		      struct recorder *rec, int pfd, const char *base, const char *tarname,
-		      const char *clean)
+		      const char *clean, bool aliased)
 {
-	if (ap->pool && archive_entry_sparse_count(e) == 0 &&
-	    archive_entry_size(e) <= POOL_FILE_MAX && !strset_has(&ap->implied, clean))
+	if (can_queue(ap, e, pfd, base, clean, aliased))
 		return queue_file(ap, a, e, rec, base, tarname);
 
 	int64_t size = archive_entry_size(e);
@@ -903,6 +949,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 	const char *hardlink, *symlink;
 	mode_t type = archive_entry_filetype(e);
 	int64_t size = archive_entry_size(e);
+	bool aliased = false;
 	int r, pfd;
 
 	if (!name)
@@ -946,13 +993,22 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 	const char *base = slash ? slash + 1 : clean;
 	if (slash)
 		*slash = '\0';
-	pfd = open_parent(ap, slash ? clean : "");
+	pfd = open_parent(ap, slash ? clean : "", &aliased);
 	if (slash)
 		*slash = '/';
 	if (pfd == -ENOTDIR || pfd == -ELOOP)
 		return fail_entry(ap, -pfd, "is below something that is not a directory");
 	if (pfd < 0)
 		return fail_entry(ap, -pfd, "has no parent directory: %s", strerror(-pfd));
+	if (aliased && ap->pool) {
+		/*
+		 * Through a symlink, the entry may land on a file still queued under
+		 * its own name: let the queue land, then replace it here, in tar order.
+		 */
+		if ((r = file_pool_drain(ap->pool)) < 0)
+			return fail_pool(ap, r);
+		ap->aliased = true;
+	}
 
 	if (hardlink) {
 		char tclean[PATH_MAX];
@@ -994,7 +1050,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 
 	switch (type) {
 	case AE_IFREG:
-		return write_file(ap, a, e, rec, pfd, base, name, clean);
+		return write_file(ap, a, e, rec, pfd, base, name, clean, aliased);
 	case AE_IFDIR: {
 		r = mkdirat(pfd, base, 0700);
 		if (r < 0 && errno == EEXIST) {

@@ -76,22 +76,14 @@ struct file_pool {
 /* Creates, fills and describes one file; on failure says what failed in *@what. */
 static int run_job(struct fp_job *j, const char **what)
 {
-	_cleanup_close_ int fd = -1;
-
-	for (int tries = 0;; tries++) {
-		fd = openat(j->dir->fd, j->base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			    0600);
-		if (fd >= 0 || errno != EEXIST || tries > 0)
-			break;
-		/* Docker's Unpack replaces what is there unless both are directories. */
-		int r = rm_rf_at(j->dir->fd, j->base);
-		if (r < 0) {
-			*what = "cannot replace what is there";
-			return r;
-		}
-	}
+	/*
+	 * The parsing thread queues a file only where nothing is: something there
+	 * is another entry's, and replacing it here would race with its writer.
+	 */
+	_cleanup_close_ int fd = openat(j->dir->fd, j->base,
+					O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		*what = "cannot create";
+		*what = errno == EEXIST ? "is already there" : "cannot create";
 		return -errno;
 	}
 	int r = write_all(fd, j->data, j->len);

@@ -29,6 +29,12 @@ int tar_path_clean(const char *name, char *buf, size_t size);
  */
 int layer_openat(int layer_fd, const char *path, int flags, mode_t mode);
 
+/*
+ * As layer_openat(), but -ELOOP when any component of @path (the last one too)
+ * is a symlink: what opens is then at the place its name says.
+ */
+int layer_openat_nolinks(int layer_fd, const char *path, int flags, mode_t mode);
+
 /* ---- id maps (idmap.c) ---- */
 
 /*

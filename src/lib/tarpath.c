@@ -46,7 +46,7 @@ int tar_path_clean(const char *name, char *buf, size_t size)
 
 static int openat2_state; /* 0 unknown, 1 works, -1 not there */
 
-int layer_openat(int layer_fd, const char *path, int flags, mode_t mode)
+static int open_below(int layer_fd, const char *path, int flags, mode_t mode, uint64_t resolve)
 {
 	int fd;
 
@@ -56,7 +56,7 @@ int layer_openat(int layer_fd, const char *path, int flags, mode_t mode)
 		struct open_how how = {
 			.flags = (uint64_t)(flags | O_CLOEXEC),
 			.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
-			.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+			.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | resolve,
 		};
 		do
 			fd = (int)syscall(SYS_openat2, layer_fd, path, &how, sizeof(how));
@@ -93,4 +93,14 @@ int layer_openat(int layer_fd, const char *path, int flags, mode_t mode)
 	}
 	fd = openat(cur, ".", flags | O_CLOEXEC, mode);
 	return fd < 0 ? -errno : fd;
+}
+
+int layer_openat(int layer_fd, const char *path, int flags, mode_t mode)
+{
+	return open_below(layer_fd, path, flags, mode, 0);
+}
+
+int layer_openat_nolinks(int layer_fd, const char *path, int flags, mode_t mode)
+{
+	return open_below(layer_fd, path, flags, mode, RESOLVE_NO_SYMLINKS);
 }

@@ -57,6 +57,36 @@ static void test_path_clean(void)
 	CHECK_INT(tar_path_clean("aaaaaaaaaa/bbbbbbbbbb", buf, sizeof(buf)), -ENAMETOOLONG);
 }
 
+static void test_layer_openat(void)
+{
+	char dir[300];
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/open", base);
+	CHECK_INT(mkdir(dir, 0755), 0);
+	int layer = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(layer >= 0);
+	CHECK_INT(mkdirat(layer, "real", 0755), 0);
+	CHECK_INT(symlinkat("real", layer, "l"), 0);
+	CHECK_INT(symlinkat("/", layer, "r"), 0);
+	/* A symlink resolves inside the layer; with _nolinks it is refused. */
+	fd = layer_openat(layer, "r/l", O_PATH | O_DIRECTORY, 0);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK_INT(layer_openat_nolinks(layer, "l", O_PATH | O_DIRECTORY, 0), -ELOOP);
+	CHECK_INT(layer_openat_nolinks(layer, "r/real", O_PATH | O_DIRECTORY, 0), -ELOOP);
+	fd = layer_openat_nolinks(layer, "real", O_PATH | O_DIRECTORY, 0);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	fd = layer_openat_nolinks(layer, "", O_PATH | O_DIRECTORY, 0);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	close(layer);
+}
+
 static void test_idmap(void)
 {
 	const struct strata_idmap uids[] = { { 0, 100000, 65536 }, { 70000, 5000, 10 } };
@@ -338,6 +368,7 @@ int main(void)
 		tap_skip_all("no temporary directory");
 	test_crc64();
 	test_path_clean();
+	test_layer_openat();
 	test_idmap();
 	test_apply_export();
 	test_tarsplit_raw_name();

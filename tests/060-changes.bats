@@ -75,6 +75,34 @@ assert {"path": "/etc/gone", "kind": "delete", "code": 2} in d, d'
 	[ "${lines[0]}" = "C /directory-0" ]
 }
 
+@test "a directory removed and made again through the mount: what it hid is deleted, at its own path" {
+	strata create base
+	mkdir -p "$ROOT/diff/base/dir/sub"
+	echo 1 >"$ROOT/diff/base/dir/sub/old"
+	echo 2 >"$ROOT/diff/base/dir/0gone"
+	echo 3 >"$ROOT/diff/base/dir/zgone"
+	touch -d @1000 "$ROOT/diff/base/dir"
+	strata create up --parent base
+	dir=$(strata mount up)
+	rm -rf "$dir/dir"
+	mkdir -p "$dir/dir/sub"
+	echo new >"$dir/dir/sub/new"
+	echo first >"$dir/dir/0first"
+	[ "$(ls -A "$dir/dir/sub")" = new ]
+	strata unmount up
+	# The layer holds an opaque directory: the merged mount hides all of the old one.
+	[ -e "$ROOT/diff/up/dir/.wh..wh..opq" ]
+	run strata changes up
+	[ "$status" -eq 0 ]
+	[ "$output" = "C /dir
+A /dir/0first
+D /dir/0gone
+A /dir/sub
+A /dir/sub/new
+D /dir/sub/old
+D /dir/zgone" ]
+}
+
 @test "changes of a bad or unknown layer fail clearly" {
 	run strata changes nope
 	[ "$status" -eq 1 ]

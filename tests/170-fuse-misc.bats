@@ -120,6 +120,28 @@ per_test_setup() { sfs_require; }
 	[[ "$output" == *"too long"* ]]
 }
 
+@test "fuse: the longest name comes from the rw branch's file system" {
+	# a strata-fuse mount as the upper layer: its names are 4 shorter than its own branch's
+	mkdir -p "$TEST_DIR/iup" "$TEST_DIR/lo"
+	sfs_mount "$TEST_DIR/inner" "br=$TEST_DIR/iup=rw"
+	mkdir "$TEST_DIR/inner/up" "$TEST_DIR/inner/work"
+	imax=$(stat -f -c %l "$TEST_DIR/inner")
+	max=$((imax - 4))
+	lower=$(printf 'l%.0s' $(seq 1 "$max"))
+	touch "$TEST_DIR/lo/$lower"
+	sfs_mount "$TEST_DIR/mnt" \
+		"lowerdir=$TEST_DIR/lo,upperdir=$TEST_DIR/inner/up,workdir=$TEST_DIR/inner/work"
+	[ "$(stat -f -c %l "$TEST_DIR/mnt")" = "$max" ]
+	long=$(printf 'n%.0s' $(seq 1 "$max"))
+	touch "$TEST_DIR/mnt/$long"
+	run touch "$TEST_DIR/mnt/${long}x"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"too long"* ]]
+	[ -e "$TEST_DIR/mnt/$lower" ]
+	sfs_umount "$TEST_DIR/mnt"
+	sfs_umount "$TEST_DIR/inner"
+}
+
 @test "fuse: several writers in parallel" {
 	sfs_mount_small
 	for i in $(seq 1 8); do

@@ -205,7 +205,7 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 	char dpath[PATH_MAX], path[PATH_MAX];
 	int r;
 
-	r = sfs_check_name(name);
+	r = sfs_check_name(fs, name);
 	if (r < 0)
 		return r;
 	if (!fs->rw)
@@ -292,7 +292,7 @@ int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, con
 	struct sfs_lookup lk;
 	int r;
 
-	r = sfs_check_name(name);
+	r = sfs_check_name(fs, name);
 	if (r < 0)
 		return r;
 	if (!fs->rw)
@@ -466,7 +466,7 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 
 	if (wh_is_whiteout(oname))
 		return -EPERM;
-	r = sfs_check_name(nname);
+	r = sfs_check_name(fs, nname);
 	if (r < 0)
 		return r;
 	if (flags & ~RENAME_NOREPLACE)

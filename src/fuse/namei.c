@@ -11,11 +11,12 @@
 
 #include "sfs.h"
 
-int sfs_check_name(const char *name)
+/* A name the merged view may hold: no whiteout's, and short enough to be whited out. */
+int sfs_check_name(struct sfs_fs *fs, const char *name)
 {
 	if (wh_is_whiteout(name))
 		return -EPERM;
-	if (strlen(name) > NAME_MAX - WH_PREFIX_LEN)
+	if (strlen(name) > fs->name_max)
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -168,10 +169,9 @@ int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 	struct stat st;
 	int r;
 
-	if (wh_is_whiteout(name))
-		return -EPERM;
-	if (strlen(name) > NAME_MAX - WH_PREFIX_LEN)
-		return -ENAMETOOLONG;
+	r = sfs_check_name(fs, name);
+	if (r < 0)
+		return r;
 	if (dir->type != S_IFDIR)
 		return -ENOTDIR;
 

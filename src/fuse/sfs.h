@@ -77,6 +77,7 @@ struct sfs_fs {
 	bool no_opendir; /* answer OPENDIR with ENOSYS */
 	bool no_open;    /* answer OPEN with ENOSYS: reads and writes go by node */
 	double timeout;
+	size_t name_max; /* longest name: the top branch's, less room for ".wh." */
 	struct fuse_session *se;
 
 	pthread_rwlock_t ns_lock;
@@ -178,7 +179,7 @@ void sfs_node_pin(struct sfs_fs *fs, struct sfs_node *node);
 void sfs_inval_aliases(struct sfs_fs *fs, struct sfs_node *node);
 
 /* namei.c */
-int sfs_check_name(const char *name);
+int sfs_check_name(struct sfs_fs *fs, const char *name);
 int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, int from,
 		    struct sfs_lookup *lk);
 int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -254,6 +255,11 @@ int sfs_setup(struct sfs_fs *fs, const char *brspec, const char *brfile, const c
 		if (fs->br[i].fsidx != 0)
 			fs->single_fs = false;
 	}
+	/* a name must leave room for its whiteout in the top branch, as statfs tells */
+	struct statvfs sv;
+	fs->name_max = NAME_MAX - WH_PREFIX_LEN;
+	if (fstatvfs(fs->br[0].fd, &sv) == 0 && sv.f_namemax > WH_PREFIX_LEN)
+		fs->name_max = sv.f_namemax - WH_PREFIX_LEN;
 	fs->work_fd = -1;
 	fs->plnk_fd = -1;
 	fs->wh_base_dfd = -1;

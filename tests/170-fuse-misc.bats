@@ -52,6 +52,24 @@ per_test_setup() { sfs_require; }
 	done
 }
 
+@test "fuse: a removed directory still open can be fstat'ed" {
+	sfs_small_stack
+	mkdir "$TEST_DIR/l2/empty"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	mkdir "$TEST_DIR/mnt/new"
+	python3 - "$TEST_DIR/mnt" <<-'EOF'
+		import os, stat, sys
+		m = sys.argv[1]
+		for d in ("new", "empty"):
+		    fd = os.open(m + "/" + d, os.O_RDONLY | os.O_DIRECTORY)
+		    os.rmdir(m + "/" + d)
+		    assert stat.S_ISDIR(os.fstat(fd).st_mode), d
+		    os.close(fd)
+	EOF
+	[ ! -e "$TEST_DIR/mnt/new" ]
+	[ ! -e "$TEST_DIR/mnt/empty" ]
+}
+
 @test "fuse: xattrs list, get, set and remove" {
 	sfs_small_stack
 	setfattr -n user.low -v 1 "$TEST_DIR/l2/a"

@@ -512,6 +512,8 @@ static int copy_up_orphan(struct sfs_fs *fs, struct sfs_node *node, bool with_da
 	struct stat st;
 	int r;
 
+	if (node->type == S_IFDIR)
+		return -ENOENT; /* a removed directory: nothing can be made in it either */
 	if (node->opath_fd < 0)
 		return -ESTALE;
 	if (node->plnk) {

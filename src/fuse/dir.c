@@ -417,8 +417,7 @@ int sfs_unlink(struct sfs_fs *fs, struct sfs_node *dir, const char *name, bool i
 	bool need_wh = r;
 	r = 0;
 
-	if (!is_dir)
-		sfs_node_pin(fs, node);
+	sfs_node_pin(fs, node);
 	if (fs->wh_format == SFS_WH_AUFS) {
 		/* whiteout first: a crash in between leaves the name hidden, never half gone */
 		if (need_wh) {
@@ -544,7 +543,7 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 		goto out;
 	bool need_wh = r;
 
-	if (dst && dst->type != S_IFDIR)
+	if (dst)
 		sfs_node_pin(fs, dst);
 	if (dst && dst->bindex == 0 && !dst->plnk) {
 		forget_upper_ino(fs, npath);

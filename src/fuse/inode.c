@@ -310,14 +310,15 @@ void sfs_node_forget(struct sfs_fs *fs, struct sfs_node *node, uint64_t n)
 
 /*
  * @node's name is about to go while the kernel may still use the inode (another hard link,
- * an open file): keep an O_PATH fd on what backs it. Caller holds ns_lock for writing.
+ * an open file or directory): keep an O_PATH fd on what backs it, for fstat and xattrs.
+ * Caller holds ns_lock for writing.
  */
 void sfs_node_pin(struct sfs_fs *fs, struct sfs_node *node)
 {
 	char path[PATH_MAX];
 	int dfd;
 
-	if (node->type == S_IFDIR || node->opath_fd >= 0)
+	if (node->opath_fd >= 0)
 		return;
 	if (sfs_backing_at(fs, node, &dfd, path, sizeof(path)) == 0)
 		node->opath_fd = openat(dfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);

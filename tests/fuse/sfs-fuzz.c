@@ -8,10 +8,12 @@
  *   sfs-fuzz ops A B SEED NOPS      the same random operations on trees A and B
  *   sfs-fuzz flatten OUT L1 L2 ...  applies layers (top first) into OUT, aufs style
  *   sfs-fuzz cmp A B                compares two trees
+ *   sfs-fuzz cmp-changed MNT B      the same, for a mount after changes (see cmp_nlink)
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +97,20 @@ static void write_rand(int fd, size_t len)
 	}
 }
 
+/* Some owner, setuid bit and xattrs, and a time, for a new file of a layer. */
+static void gen_meta(int fd)
+{
+	if (rnd(4) == 0 && fchown(fd, 100 + rnd(3), 100 + rnd(3)) == 0 && rnd(2) == 0)
+		fchmod(fd, 04755);
+	if (rnd(3) == 0)
+		fsetxattr(fd, "user.a", NAMES[rnd(6)], 1, 0);
+	if (rnd(4) == 0)
+		fsetxattr(fd, "user.b", "", 0, 0);
+	struct timespec ts[2] = { { 1000000000 + rnd(1000000), rnd(1000000000) } };
+	ts[1] = ts[0];
+	futimens(fd, ts);
+}
+
 static void gen_layer(const char *dir)
 {
 	char rel[256], p[4096], q[4096];
@@ -119,6 +135,7 @@ static void gen_layer(const char *dir)
 				if (rnd(5) == 0)
 					lseek(fd, 100000, SEEK_SET); /* a hole */
 				write_rand(fd, rnd(3000));
+				gen_meta(fd);
 				close(fd);
 			}
 			break;
@@ -170,6 +187,24 @@ static void gen_layer(const char *dir)
 	}
 }
 
+/* Owner, user.* xattrs, mode and times of @src (described by @st) onto @dst, not followed. */
+static void copy_meta(const char *src, const char *dst, const struct stat *st)
+{
+	char names[4096], v[4096];
+
+	lchown(dst, st->st_uid, st->st_gid);
+	ssize_t n = llistxattr(src, names, sizeof(names));
+	for (char *p = names; n > 0 && p < names + n; p += strlen(p) + 1) {
+		ssize_t vl = lgetxattr(src, p, v, sizeof(v));
+		if (!strncmp(p, "user.", 5) && vl >= 0)
+			lsetxattr(dst, p, v, vl, 0);
+	}
+	if (!S_ISLNK(st->st_mode))
+		chmod(dst, st->st_mode & 07777);
+	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW);
+}
+
 static int copy_file(const char *src, const char *dst, const struct stat *st)
 {
 	int in = open(src, O_RDONLY), out = open(dst, O_CREAT | O_WRONLY | O_TRUNC, st->st_mode & 07777);
@@ -181,9 +216,9 @@ static int copy_file(const char *src, const char *dst, const struct stat *st)
 	while ((n = read(in, buf, sizeof(buf))) > 0)
 		if (write(out, buf, n) != n)
 			return -1;
-	fchmod(out, st->st_mode & 07777);
 	close(in);
 	close(out);
+	copy_meta(src, dst, st);
 	return 0;
 }
 
@@ -244,39 +279,137 @@ static void apply(const char *src, const char *dst)
 			if (lstat(dp, &dst_st) == 0 && !S_ISDIR(dst_st.st_mode))
 				rm_rf(dp);
 			mkdir(dp, st.st_mode & 07777);
+			lchown(dp, st.st_uid, st.st_gid);
 			chmod(dp, st.st_mode & 07777);
 			apply(sp, dp);
 		} else {
 			rm_rf(dp);
-			if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+			/* hard links, of symlinks too */
+			if (st.st_nlink > 1) {
 				int k;
 				for (k = 0; k < nlinks; k++)
 					if (links[k].dev == st.st_dev && links[k].ino == st.st_ino)
 						break;
 				if (k < nlinks && link(links[k].path, dp) == 0)
 					continue;
-				copy_file(sp, dp, &st);
 				if (nlinks < 256) {
 					links[nlinks].dev = st.st_dev;
 					links[nlinks].ino = st.st_ino;
 					snprintf(links[nlinks].path, sizeof(links[nlinks].path), "%s", dp);
 					nlinks++;
 				}
-			} else if (S_ISREG(st.st_mode)) {
+			}
+			if (S_ISREG(st.st_mode)) {
 				copy_file(sp, dp, &st);
 			} else if (S_ISLNK(st.st_mode)) {
 				char t[4096];
 				ssize_t n = readlink(sp, t, sizeof(t) - 1);
 				if (n >= 0) {
 					t[n] = 0;
-					symlink(t, dp);
+					if (symlink(t, dp) == 0)
+						copy_meta(sp, dp, &st);
 				}
-			} else {
-				mknod(dp, st.st_mode, st.st_rdev);
+			} else if (mknod(dp, st.st_mode, st.st_rdev) == 0) {
+				copy_meta(sp, dp, &st);
 			}
 		}
 	}
 	closedir(d);
+}
+
+/* The user.* xattrs of @path, not followed, as "name=value;" sorted by name. */
+static void user_xattrs(const char *path, char *out, size_t size)
+{
+	char names[4096], v[1024];
+	const char *sorted[64];
+	int n = 0;
+
+	out[0] = 0;
+	ssize_t l = llistxattr(path, names, sizeof(names));
+	for (char *p = names; l > 0 && p < names + l && n < 64; p += strlen(p) + 1)
+		if (!strncmp(p, "user.", 5))
+			sorted[n++] = p;
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && strcmp(sorted[j - 1], sorted[j]) > 0; j--) {
+			const char *t = sorted[j];
+			sorted[j] = sorted[j - 1];
+			sorted[j - 1] = t;
+		}
+	for (int i = 0; i < n; i++) {
+		ssize_t vl = lgetxattr(path, sorted[i], v, sizeof(v) - 1);
+		v[vl < 0 ? 0 : vl] = 0;
+		size_t k = strlen(out);
+		snprintf(out + k, size - k, "%s=%s;", sorted[i], v);
+	}
+}
+
+/* Inodes seen in each tree, to check that names are links of one inode in both or neither. */
+static struct seen {
+	ino_t ino;
+	char *rel;
+} *seen[2];
+static size_t nseen[2];
+static size_t rootlen[2];
+/*
+ * Whether link counts must agree. Not for a mount after changes: a lower inode keeps the link
+ * count of its branch when one of its names is removed through the mount, as in aufs.
+ */
+static bool cmp_nlink = true;
+
+/* The first name of @st's inode in tree @t, or @rel if it is the first. */
+static const char *first_name(int t, const struct stat *st, const char *rel)
+{
+	for (size_t i = 0; i < nseen[t]; i++)
+		if (seen[t][i].ino == st->st_ino)
+			return seen[t][i].rel;
+	struct seen *ns = realloc(seen[t], (nseen[t] + 1) * sizeof(*ns));
+	if (!ns)
+		abort();
+	seen[t] = ns;
+	ns[nseen[t]].ino = st->st_ino;
+	ns[nseen[t]].rel = strdup(rel);
+	return ns[nseen[t]++].rel;
+}
+
+/* Owner for all; size, mtime, link count, link identity and user.* xattrs for the rest. */
+static int cmp_meta(const char *a, const char *b, const struct stat *sa, const struct stat *sb)
+{
+	if (sa->st_uid != sb->st_uid || sa->st_gid != sb->st_gid) {
+		fprintf(stderr, "cmp: '%s' owner %u:%u, '%s' owner %u:%u\n", a, sa->st_uid,
+			sa->st_gid, b, sb->st_uid, sb->st_gid);
+		return 1;
+	}
+	if (S_ISDIR(sa->st_mode))
+		return 0;
+	if (sa->st_size != sb->st_size) {
+		fprintf(stderr, "cmp: '%s' size %ld, '%s' size %ld\n", a, (long)sa->st_size, b,
+			(long)sb->st_size);
+		return 1;
+	}
+	if (sa->st_mtim.tv_sec != sb->st_mtim.tv_sec || sa->st_mtim.tv_nsec != sb->st_mtim.tv_nsec) {
+		fprintf(stderr, "cmp: '%s' mtime %ld.%09ld, '%s' mtime %ld.%09ld\n", a,
+			(long)sa->st_mtim.tv_sec, sa->st_mtim.tv_nsec, b, (long)sb->st_mtim.tv_sec,
+			sb->st_mtim.tv_nsec);
+		return 1;
+	}
+	if (cmp_nlink && sa->st_nlink != sb->st_nlink) {
+		fprintf(stderr, "cmp: '%s' nlink %lu, '%s' nlink %lu\n", a,
+			(unsigned long)sa->st_nlink, b, (unsigned long)sb->st_nlink);
+		return 1;
+	}
+	const char *fa = first_name(0, sa, a + rootlen[0]), *fb = first_name(1, sb, b + rootlen[1]);
+	if (strcmp(fa, fb)) {
+		fprintf(stderr, "cmp: '%s' is a link of '%s', '%s' of '%s'\n", a, fa, b, fb);
+		return 1;
+	}
+	char xa[4096], xb[4096];
+	user_xattrs(a, xa, sizeof(xa));
+	user_xattrs(b, xb, sizeof(xb));
+	if (strcmp(xa, xb)) {
+		fprintf(stderr, "cmp: '%s' xattrs '%s', '%s' xattrs '%s'\n", a, xa, b, xb);
+		return 1;
+	}
+	return 0;
 }
 
 static int cmp_tree(const char *a, const char *b)
@@ -293,12 +426,9 @@ static int cmp_tree(const char *a, const char *b)
 		fprintf(stderr, "cmp: '%s' mode %o, '%s' mode %o\n", a, sa.st_mode, b, sb.st_mode);
 		return 1;
 	}
+	if (cmp_meta(a, b, &sa, &sb))
+		return 1;
 	if (S_ISREG(sa.st_mode)) {
-		if (sa.st_size != sb.st_size) {
-			fprintf(stderr, "cmp: '%s' size %ld, '%s' size %ld\n", a, (long)sa.st_size, b,
-				(long)sb.st_size);
-			return 1;
-		}
 		int fa = open(a, O_RDONLY), fb = open(b, O_RDONLY);
 		char ba[65536], bb[65536];
 		ssize_t na, nb;
@@ -354,21 +484,50 @@ static int cmp_tree(const char *a, const char *b)
 	return bad;
 }
 
+/* Compares the trees at @a and @b. */
+static int cmp_top(const char *a, const char *b)
+{
+	for (int t = 0; t < 2; t++) {
+		for (size_t i = 0; i < nseen[t]; i++)
+			free(seen[t][i].rel);
+		nseen[t] = 0;
+	}
+	rootlen[0] = strlen(a);
+	rootlen[1] = strlen(b);
+	return cmp_tree(a, b);
+}
+
 /* One random operation on tree @root; returns 0 or an errno, and a digest of what it read. */
 struct opres {
 	int err;
 	char out[8192];
 };
 
-static void do_op(const char *root, int op, const char *r1, const char *r2, uint32_t arg,
+/* Files kept open across operations, per tree, as programs do. */
+#define NSLOTS 4
+static int slots[2][NSLOTS] = { { -1, -1, -1, -1 }, { -1, -1, -1, -1 } };
+
+/*
+ * Times both trees give a file they just wrote: what the clock says differs between them,
+ * while what a copy-up must keep does not.
+ */
+static void op_times(uint32_t arg, struct timespec ts[2])
+{
+	ts[0] = (struct timespec){ 1200000000 + arg % 100000, arg % 1000000000 };
+	ts[1] = ts[0];
+}
+
+static void do_op(int t, const char *root, int op, const char *r1, const char *r2, uint32_t arg,
 		  struct opres *res)
 {
 	char p1[4096], p2[4096];
+	struct timespec ts[2];
 	struct stat st;
-	int fd;
+	int fd, *slot = &slots[t][arg % NSLOTS];
 
 	snprintf(p1, sizeof(p1), "%s/%s", root, r1);
 	snprintf(p2, sizeof(p2), "%s/%s", root, r2);
+	op_times(arg, ts);
 	res->err = 0;
 	res->out[0] = 0;
 	errno = 0;
@@ -382,7 +541,7 @@ static void do_op(const char *root, int op, const char *r1, const char *r2, uint
 		char buf[512];
 		for (size_t i = 0; i < sizeof(buf); i++)
 			buf[i] = 'A' + (arg + i) % 26;
-		if (write(fd, buf, arg % sizeof(buf)) < 0)
+		if (write(fd, buf, arg % sizeof(buf)) < 0 || futimens(fd, ts) < 0)
 			res->err = errno;
 		close(fd);
 		return;
@@ -391,12 +550,12 @@ static void do_op(const char *root, int op, const char *r1, const char *r2, uint
 		fd = open(p1, O_WRONLY);
 		if (fd < 0)
 			break;
-		if (pwrite(fd, "XYZ", 3, arg % 200) < 0)
+		if (pwrite(fd, "XYZ", 3, arg % 200) < 0 || futimens(fd, ts) < 0)
 			res->err = errno;
 		close(fd);
 		return;
 	case 2:
-		if (truncate(p1, arg % 5000) == 0)
+		if (truncate(p1, arg % 5000) == 0 && utimensat(AT_FDCWD, p1, ts, 0) == 0)
 			return;
 		break;
 	case 3:
@@ -417,7 +576,8 @@ static void do_op(const char *root, int op, const char *r1, const char *r2, uint
 			return;
 		break;
 	case 8:
-		if (symlink(NAMES[arg % 6], p1) == 0)
+		if (symlink(NAMES[arg % 6], p1) == 0 &&
+		    utimensat(AT_FDCWD, p1, ts, AT_SYMLINK_NOFOLLOW) == 0)
 			return;
 		break;
 	case 9:
@@ -453,6 +613,57 @@ static void do_op(const char *root, int op, const char *r1, const char *r2, uint
 		free(l);
 		return;
 	}
+	case 14:
+		if (lchown(p1, 100 + arg % 3, 100 + (arg / 3) % 3) == 0)
+			return;
+		break;
+	case 15: {
+		char v[2] = { NAMES[arg % 6][0], 0 };
+		if (lsetxattr(p1, (arg & 8) ? "user.a" : "user.c", v, 1, 0) == 0)
+			return;
+		break;
+	}
+	case 16:
+		if (lremovexattr(p1, (arg & 8) ? "user.a" : "user.b") == 0)
+			return;
+		break;
+	case 17:
+		if (utimensat(AT_FDCWD, p1, ts, AT_SYMLINK_NOFOLLOW) == 0)
+			return;
+		break;
+	case 18: /* keep a file open: reading, or reading and writing */
+		if (*slot >= 0)
+			close(*slot);
+		*slot = open(p1, (arg & 16) ? O_RDWR : O_RDONLY);
+		if (*slot >= 0)
+			return;
+		break;
+	case 19:
+		if (pwrite(*slot, "KEPT", 4, arg % 300) == 4 && futimens(*slot, ts) == 0)
+			return;
+		break;
+	case 20: {
+		ssize_t n = pread(*slot, res->out, sizeof(res->out) - 1, 0);
+		if (n < 0)
+			break;
+		res->out[n] = 0;
+		return;
+	}
+	case 21:
+		if (ftruncate(*slot, arg % 3000) == 0 && futimens(*slot, ts) == 0)
+			return;
+		break;
+	case 22:
+		if (fstat(*slot, &st) < 0)
+			break;
+		snprintf(res->out, sizeof(res->out), "%o %ld %u:%u", st.st_mode,
+			 S_ISDIR(st.st_mode) ? 0L : (long)st.st_size, st.st_uid, st.st_gid);
+		return;
+	case 23:
+		if (*slot >= 0)
+			close(*slot);
+		*slot = -1;
+		return;
 	default: /* stat */
 		if (lstat(p1, &st) < 0)
 			break;
@@ -465,30 +676,39 @@ static void do_op(const char *root, int op, const char *r1, const char *r2, uint
 
 static int run_ops(const char *a, const char *b, int nops)
 {
-	static const char *const opnames[] = { "write", "pwrite", "truncate", "unlink", "mkdir",
-					       "rmdir", "rename", "rename", "symlink", "link",
-					       "chmod", "read", "readdir", "stat" };
+	static const char *const opnames[] = {
+		"write",    "pwrite",	   "truncate",	  "unlink",	"mkdir",       "rmdir",
+		"rename",   "rename",	   "symlink",	  "link",	"chmod",       "read",
+		"readdir",  "stat",	   "chown",	  "setxattr",	"removexattr", "utimes",
+		"keep-open", "fd-write",   "fd-read",	  "fd-truncate", "fd-stat",    "fd-close",
+	};
 	static struct opres ra, rb;
 	char r1[256], r2[256];
+	int bad = 0;
 
-	for (int i = 0; i < nops; i++) {
-		int op = rnd(14);
+	for (int i = 0; i < nops && !bad; i++) {
+		int op = rnd(24);
 		rand_path(r1, sizeof(r1), 3);
 		rand_path(r2, sizeof(r2), 3);
 		uint32_t arg = rnd(1u << 30);
-		do_op(a, op, r1, r2, arg, &ra);
-		do_op(b, op, r1, r2, arg, &rb);
+		do_op(0, a, op, r1, r2, arg, &ra);
+		do_op(1, b, op, r1, r2, arg, &rb);
 		if (getenv("SFS_FUZZ_TRACE"))
-			fprintf(stderr, "%d %s %s %s -> %s\n", i, opnames[op], r1, r2,
+			fprintf(stderr, "%d %s %s %s (%u) -> %s\n", i, opnames[op], r1, r2, arg,
 				strerrorname_np(ra.err));
 		if (ra.err != rb.err || strcmp(ra.out, rb.out)) {
 			fprintf(stderr, "op %d: %s %s %s (%u): '%s' gives %s [%s], '%s' gives %s [%s]\n",
 				i, opnames[op], r1, r2, arg, a, strerrorname_np(ra.err), ra.out, b,
 				strerrorname_np(rb.err), rb.out);
-			return 1;
+			bad = 1;
 		}
 	}
-	return cmp_tree(a, b);
+	for (int t = 0; t < 2; t++)
+		for (int k = 0; k < NSLOTS; k++)
+			if (slots[t][k] >= 0)
+				close(slots[t][k]);
+	cmp_nlink = false;
+	return bad || cmp_top(a, b);
 }
 
 int main(int argc, char **argv)
@@ -528,7 +748,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc == 4 && !strcmp(argv[1], "cmp"))
-		return cmp_tree(argv[2], argv[3]);
+		return cmp_top(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "cmp-changed")) {
+		cmp_nlink = false;
+		return cmp_top(argv[2], argv[3]);
+	}
 	fprintf(stderr, "usage: sfs-fuzz gen|ops|flatten|cmp ...\n");
 	return 2;
 }

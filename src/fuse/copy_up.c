@@ -250,10 +250,10 @@ static int copy_to_temp(struct sfs_fs *fs, int dfd, const char *path, const stru
 		if (r < 0)
 			return r;
 	}
-	if (snprintf(spath, sizeof(spath), "/proc/self/fd/%d%s%s", dfd, path[0] ? "/" : "",
-		     path) >= (int)sizeof(spath) ||
-	    snprintf(dpath, sizeof(dpath), "/proc/self/fd/%d/%s", fs->work_fd, tmp) >=
-		    (int)sizeof(dpath))
+	int ns = snprintf(spath, sizeof(spath), "/proc/self/fd/%d%s%s", dfd, path[0] ? "/" : "",
+			  path);
+	int nd = snprintf(dpath, sizeof(dpath), "/proc/self/fd/%d/%s", fs->work_fd, tmp);
+	if (ns >= (int)sizeof(spath) || nd >= (int)sizeof(dpath))
 		return -ENAMETOOLONG;
 	r = sfs_copy_xattrs_path(spath, /* src_follow= */ !path[0], dpath);
 	if (r < 0)

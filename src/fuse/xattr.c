@@ -108,7 +108,10 @@ int sfs_setxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, con
 	r = abs_path(fs, node, path, sizeof(path));
 	if (r < 0)
 		return r;
-	r = r ? setxattr(path, name, value, size, flags) : lsetxattr(path, name, value, size, flags);
+	if (r)
+		r = setxattr(path, name, value, size, flags);
+	else
+		r = lsetxattr(path, name, value, size, flags);
 	return r < 0 ? -errno : 0;
 }
 

@@ -386,7 +386,8 @@ static int cmp_meta(const char *a, const char *b, const struct stat *sa, const s
 			(long)sb->st_size);
 		return 1;
 	}
-	if (sa->st_mtim.tv_sec != sb->st_mtim.tv_sec || sa->st_mtim.tv_nsec != sb->st_mtim.tv_nsec) {
+	if (sa->st_mtim.tv_sec != sb->st_mtim.tv_sec ||
+	    sa->st_mtim.tv_nsec != sb->st_mtim.tv_nsec) {
 		fprintf(stderr, "cmp: '%s' mtime %ld.%09ld, '%s' mtime %ld.%09ld\n", a,
 			(long)sa->st_mtim.tv_sec, sa->st_mtim.tv_nsec, b, (long)sb->st_mtim.tv_sec,
 			sb->st_mtim.tv_nsec);
@@ -677,10 +678,10 @@ static void do_op(int t, const char *root, int op, const char *r1, const char *r
 static int run_ops(const char *a, const char *b, int nops)
 {
 	static const char *const opnames[] = {
-		"write",    "pwrite",	   "truncate",	  "unlink",	"mkdir",       "rmdir",
-		"rename",   "rename",	   "symlink",	  "link",	"chmod",       "read",
-		"readdir",  "stat",	   "chown",	  "setxattr",	"removexattr", "utimes",
-		"keep-open", "fd-write",   "fd-read",	  "fd-truncate", "fd-stat",    "fd-close",
+		"write",     "pwrite",	 "truncate", "unlink",	    "mkdir",	   "rmdir",
+		"rename",    "rename",	 "symlink",  "link",	    "chmod",	   "read",
+		"readdir",   "stat",	 "chown",    "setxattr",    "removexattr", "utimes",
+		"keep-open", "fd-write", "fd-read",  "fd-truncate", "fd-stat",	   "fd-close",
 	};
 	static struct opres ra, rb;
 	char r1[256], r2[256];

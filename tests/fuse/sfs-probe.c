@@ -286,11 +286,10 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(const char *);
 	} cmds[] = {
-		{ "seekdir", seekdir_stable }, { "excl", excl },	   { "follow", handle_follows },
-		{ "mmap", mmap_shared },       { "seekhole", seek_hole }, { "locks", locks },
-		{ "append", append },	       { "utimes-ns", utimes_ns }, { "create-errno", create_errno },
-		{ "fallocate", falloc },     { "rewind", rewind_sees },
-		{ "unlinked-rw", unlinked_rw },
+		{ "seekdir", seekdir_stable },	 { "excl", excl },	     { "follow", handle_follows },
+		{ "mmap", mmap_shared },	 { "seekhole", seek_hole },  { "locks", locks },
+		{ "append", append },		 { "utimes-ns", utimes_ns }, { "create-errno", create_errno },
+		{ "fallocate", falloc },	 { "rewind", rewind_sees },  { "unlinked-rw", unlinked_rw },
 	};
 
 	if (argc != 3) {

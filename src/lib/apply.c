@@ -12,7 +12,8 @@
  * ourselves, so the record cannot disagree with what was extracted; where
  * libarchive's view and the byte count disagree (sparse files), those bytes
  * stay in segments, and any inconsistency drops the record rather than keeping
- * a wrong one.
+ * a wrong one. Segments are written out as libarchive consumes them, so the
+ * spool holds about one read ahead whatever the layer.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -31,6 +32,8 @@
 #include "whiteout.h"
 
 #define READ_CHUNK (1024 * 1024)
+/* Spooled bytes that libarchive has consumed are written out beyond this. */
+#define SPOOL_FLUSH (1024 * 1024)
 /* Larger sizes are hostile: no file system we run on holds them. */
 #define SIZE_LIMIT (INT64_C(1) << 56)
 #define IMPLIED_DIR_MODE 0755
@@ -345,7 +348,8 @@ struct recorder {
 	unsigned char *spool;        /* raw bytes [spool_off, spool_off + spool_len) at spool_head */
 	size_t spool_head, spool_len, spool_cap;
 	uint64_t spool_off;
-	int error;
+	int error;                   /* -errno of a failed read */
+	int write_error;             /* -errno of a failed write of the record */
 	bool broken;                 /* the record cannot be trusted: dropped at the end */
 };
 
@@ -438,8 +442,21 @@ static void rec_payload(struct recorder *rec, uint64_t pos, uint64_t size)
 static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
 {
 	struct recorder *rec = u;
-	ssize_t n = input_next(rec->in, buf);
 
+	/*
+	 * What libarchive has consumed is classified: file content was never
+	 * spooled, so the rest is segments. Writing them out now keeps the spool
+	 * small whatever an entry holds (a sparse file's data, data skipped).
+	 */
+	if (rec->spool_len >= SPOOL_FLUSH) {
+		int r = rec_segment_until(rec, (uint64_t)archive_filter_bytes(a, 0));
+		if (r < 0) {
+			rec->write_error = r;
+			archive_set_error(a, -r, "cannot record the tar stream: %s", strerror(-r));
+			return -1;
+		}
+	}
+	ssize_t n = input_next(rec->in, buf);
 	if (n < 0) {
 		rec->error = (int)n;
 		archive_set_error(a, (int)-n, "cannot read the tar stream: %s", strerror((int)-n));
@@ -695,6 +712,17 @@ static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, 
 	return 0;
 }
 
+/* Reading the entry's data failed: the stream, the record, or the tar itself. */
+static int fail_data(struct apply *ap, struct recorder *rec, struct archive *a)
+{
+	if (rec->write_error)
+		return strata_fail(ap->err, rec->write_error, "apply '%s': cannot record: %s",
+				   ap->id, strerror(-rec->write_error));
+	if (rec->error)
+		return fail_entry(ap, -rec->error, "cannot be read: %s", strerror(-rec->error));
+	return fail_entry(ap, EBADMSG, "is damaged: %s", archive_error_string(a));
+}
+
 /* Removes whatever is at @base (a directory with its contents), so that the entry replaces it. */
 static int replace(struct apply *ap, int pfd, const char *base)
 {
@@ -774,10 +802,7 @@ static int queue_file(struct apply *ap, struct archive *a, struct archive_entry 
 			break;
 		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
 			fp_job_free(j);
-			if (rec->error)
-				return fail_entry(ap, -rec->error, "cannot be read: %s",
-						  strerror(-rec->error));
-			return fail_entry(ap, EBADMSG, "is damaged: %s", archive_error_string(a));
+			return fail_data(ap, rec, a);
 		}
 		if (off < 0 || (uint64_t)off != pos || n > j->len - pos) {
 			fp_job_free(j);
@@ -862,12 +887,8 @@ static int write_file(struct apply *ap, struct archive *a, struct archive_entry 
 		r = archive_read_data_block(a, &buf, &n, &off);
 		if (r == ARCHIVE_EOF)
 			break;
-		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-			if (rec->error)
-				return fail_entry(ap, -rec->error, "cannot be read: %s",
-						  strerror(-rec->error));
-			return fail_entry(ap, EBADMSG, "is damaged: %s", archive_error_string(a));
-		}
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+			return fail_data(ap, rec, a);
 		if (off != pos) {
 			if (off < pos || off > size)
 				return fail_entry(ap, EBADMSG, "has overlapping data");
@@ -1212,6 +1233,9 @@ static int unpack(struct apply *ap, struct recorder *rec)
 		if (n == 0)
 			break;
 		rec_append(rec, buf, (size_t)n);
+		if ((r = rec_segment_until(rec, rec->fed)) < 0)
+			return strata_fail(ap->err, r, "apply '%s': cannot record: %s", ap->id,
+					   strerror(-r));
 	}
 	if ((r = rec_segment_until(rec, rec->fed)) < 0)
 		return strata_fail(ap->err, r, "apply '%s': cannot record: %s", ap->id,
@@ -1221,6 +1245,9 @@ static int unpack(struct apply *ap, struct recorder *rec)
 	return 0;
 
 damaged:
+	if (rec->write_error)
+		return strata_fail(ap->err, rec->write_error, "apply '%s': cannot record: %s", ap->id,
+				   strerror(-rec->write_error));
 	if (rec->error)
 		return strata_fail(ap->err, rec->error, "apply '%s': cannot read the tar stream: %s",
 				   ap->id, strerror(-rec->error));

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -274,33 +275,40 @@ static ssize_t input_next(struct input *in, const void **ret)
 	return n;
 }
 
-/* ---- a set of names, to refuse duplicates ---- */
+/* ---- a set of names, kept as hashes: 8 bytes a name whatever the layer holds ---- */
 
-struct strset {
-	char **slots;
+struct hashset {
+	uint64_t *slots; /* 0: empty */
 	size_t cap, n;
+	uint64_t seed;   /* per apply, so that a tar cannot aim at one chain */
 };
 
-static uint64_t hash_str(const char *s)
+static uint64_t hash_name(const struct hashset *set, const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = 1469598103934665603ULL ^ set->seed;
 	while (*s)
 		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
+	/* splitmix64's finalizer: every bit of h reaches the slot index. */
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	return h ? h : 1;
 }
 
-/* 1 if added, 0 if it was there, -ENOMEM. */
-static int strset_add(struct strset *set, const char *s)
+/* 1 if added, 0 if the name's hash was there (a name seen, or a rare collision), -ENOMEM. */
+static int hashset_add(struct hashset *set, const char *s)
 {
-	if (set->n * 2 >= set->cap) {
+	uint64_t h = hash_name(set, s);
+
+	if ((set->n + 1) * 4 > set->cap * 3) {
 		size_t ncap = set->cap ? set->cap * 2 : 1024;
-		char **ns = calloc(ncap, sizeof(char *));
+		uint64_t *ns = calloc(ncap, sizeof(*ns));
 		if (!ns)
 			return -ENOMEM;
 		for (size_t i = 0; i < set->cap; i++) {
 			if (!set->slots[i])
 				continue;
-			size_t j = hash_str(set->slots[i]) & (ncap - 1);
+			size_t j = set->slots[i] & (ncap - 1);
 			while (ns[j])
 				j = (j + 1) & (ncap - 1);
 			ns[j] = set->slots[i];
@@ -309,33 +317,25 @@ static int strset_add(struct strset *set, const char *s)
 		set->slots = ns;
 		set->cap = ncap;
 	}
-	size_t j = hash_str(s) & (set->cap - 1);
-	while (set->slots[j]) {
-		if (!strcmp(set->slots[j], s))
+	size_t j = h & (set->cap - 1);
+	for (; set->slots[j]; j = (j + 1) & (set->cap - 1))
+		if (set->slots[j] == h)
 			return 0;
-		j = (j + 1) & (set->cap - 1);
-	}
-	if (!(set->slots[j] = strdup(s)))
-		return -ENOMEM;
+	set->slots[j] = h;
 	set->n++;
 	return 1;
 }
 
-static bool strset_has(const struct strset *set, const char *s)
+/* Whether the name may be in the set: a false yes is rare, a false no never happens. */
+static bool hashset_has(const struct hashset *set, const char *s)
 {
 	if (set->cap == 0)
 		return false;
-	for (size_t j = hash_str(s) & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1))
-		if (!strcmp(set->slots[j], s))
+	uint64_t h = hash_name(set, s);
+	for (size_t j = h & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1))
+		if (set->slots[j] == h)
 			return true;
 	return false;
-}
-
-static void strset_free(struct strset *set)
-{
-	for (size_t i = 0; i < set->cap; i++)
-		free(set->slots[i]);
-	free(set->slots);
 }
 
 /* ---- the stream recorder ---- */
@@ -468,8 +468,9 @@ static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
 
 /* ---- extraction ---- */
 
+/* A directory whose times are set at the end; its name is at @path in apply.dir_names. */
 struct dirtime {
-	char *path;
+	size_t path;
 	struct timespec ts[2];
 };
 
@@ -480,15 +481,17 @@ struct apply {
 	int layer_fd;
 	struct idmap map;
 	uint32_t root_uid, root_gid;
-	struct strset seen;
+	struct hashset seen;     /* every name unpacked */
 	struct dirtime *dirs;
 	size_t n_dirs, cap_dirs;
+	char *dir_names;         /* their names, one after the other: no allocation each */
+	size_t names_len, names_cap;
 	char *cache_path;   /* the parent directory last opened, and its O_PATH fd */
 	struct fp_dir *cache_dir;
 	bool cache_aliased; /* ... reached through a symlink */
 	bool aliased;       /* an entry was written through a symlink */
 	struct file_pool *pool;  /* NULL: every file is written on this thread */
-	struct strset implied;   /* directories made for entries below them (with a pool) */
+	struct hashset implied;  /* directories made for entries below them (with a pool) */
 	const struct strata_progress *progress;
 	uint64_t entries;
 	int64_t size;       /* for a layer that was empty: the size, as diff_size() counts */
@@ -534,7 +537,7 @@ static int make_parents(struct apply *ap, const char *dir)
 					      ap->root_gid);
 			if (r < 0 && r != -EEXIST)
 				return r;
-			if (r == 0 && ap->pool && strset_add(&ap->implied, p) < 0)
+			if (r == 0 && ap->pool && hashset_add(&ap->implied, p) < 0)
 				return -ENOMEM;
 			nfd = openat(cur, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (nfd < 0)
@@ -845,7 +848,7 @@ static bool can_queue(struct apply *ap, struct archive_entry *e, int pfd, const 
 	struct stat st;
 
 	if (!ap->pool || aliased || archive_entry_sparse_count(e) > 0 ||
-	    archive_entry_size(e) > POOL_FILE_MAX || strset_has(&ap->implied, clean))
+	    archive_entry_size(e) > POOL_FILE_MAX || hashset_has(&ap->implied, clean))
 		return false;
 	if (ap->aliased)
 		return fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
@@ -962,6 +965,21 @@ static int check_whiteout_names(struct apply *ap, const char *clean, bool is_reg
 	return 0;
 }
 
+/*
+ * The set holds hashes: a name whose hash is there was unpacked before if it
+ * is in the layer now (a duplicate), and is new otherwise (two names with one
+ * hash, which a layer is unlikely ever to hold). 1, 0 or -errno.
+ */
+static int seen_before(struct apply *ap, const char *clean)
+{
+	int r;
+
+	if (ap->pool && (r = file_pool_drain(ap->pool)) < 0)
+		return fail_pool(ap, r);
+	_cleanup_close_ int fd = layer_openat(ap->layer_fd, clean, O_PATH | O_NOFOLLOW, 0);
+	return fd >= 0;
+}
+
 static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry *e,
 		       struct recorder *rec)
 {
@@ -1000,11 +1018,16 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 			return tarsplit_add_file(rec->ts, name, 0, 0);
 		return 0;
 	}
-	r = strset_add(&ap->seen, clean);
+	r = hashset_add(&ap->seen, clean);
 	if (r < 0)
 		return -ENOMEM;
-	if (r == 0)
-		return fail_entry(ap, EEXIST, "appears twice");
+	if (r == 0) {
+		r = seen_before(ap, clean);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			return fail_entry(ap, EEXIST, "appears twice");
+	}
 	/* aufs makes whiteouts hard links of one another, and Docker's Diff keeps them so. */
 	r = check_whiteout_names(ap, clean, type == AE_IFREG || hardlink);
 	if (r < 0)
@@ -1094,11 +1117,22 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		r = set_meta(ap, e, dfd, pfd, base, false);
 		if (r < 0)
 			return r;
-		struct dirtime *d = &ap->dirs[ap->n_dirs];
-		if (!(d->path = strdup(clean)))
-			return -ENOMEM;
+		size_t len = strlen(clean) + 1;
+		if (ap->names_len + len > ap->names_cap) {
+			size_t ncap = ap->names_cap ? ap->names_cap * 2 : 16384;
+			while (ncap < ap->names_len + len)
+				ncap *= 2;
+			char *nn = realloc(ap->dir_names, ncap);
+			if (!nn)
+				return -ENOMEM;
+			ap->dir_names = nn;
+			ap->names_cap = ncap;
+		}
+		struct dirtime *d = &ap->dirs[ap->n_dirs++];
+		d->path = ap->names_len;
+		memcpy(ap->dir_names + ap->names_len, clean, len);
+		ap->names_len += len;
 		entry_times(e, d->ts);
-		ap->n_dirs++;
 		return 0;
 	}
 	case AE_IFLNK:
@@ -1157,10 +1191,11 @@ static int apply_dir_times(struct apply *ap)
 	if (ap->pool && (r = file_pool_drain(ap->pool)) < 0)
 		return fail_pool(ap, r);
 	for (size_t i = 0; i < ap->n_dirs; i++) {
-		_cleanup_close_ int fd = layer_openat(ap->layer_fd, ap->dirs[i].path,
-						      O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+		const char *path = ap->dir_names + ap->dirs[i].path;
+		_cleanup_close_ int fd =
+			layer_openat(ap->layer_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
 		if (fd < 0 || futimens(fd, ap->dirs[i].ts) < 0) {
-			ap->name = ap->dirs[i].path;
+			ap->name = path;
 			return fail_entry(ap, fd < 0 ? -fd : errno, "cannot get its times: %s",
 					  strerror(fd < 0 ? -fd : errno));
 		}
@@ -1299,6 +1334,9 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 				   id, strerror(-r));
 	fresh = dir_is_empty(layer_fd);
 	ap.layer_fd = layer_fd;
+	if (getrandom(&ap.seen.seed, sizeof(ap.seen.seed), GRND_NONBLOCK) < 0)
+		ap.seen.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	ap.implied.seed = ap.seen.seed;
 	ap.root_uid = (uint32_t)s->root_uid;
 	ap.root_gid = (uint32_t)s->root_gid;
 	ap.map = store_layer_idmap(s);
@@ -1343,11 +1381,10 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	free(rec.spool);
 	input_close(&in);
 	drop_parent_cache(&ap);
-	strset_free(&ap.seen);
-	strset_free(&ap.implied);
-	for (size_t i = 0; i < ap.n_dirs; i++)
-		free(ap.dirs[i].path);
+	free(ap.seen.slots);
+	free(ap.implied.slots);
 	free(ap.dirs);
+	free(ap.dir_names);
 	if (r < 0)
 		return r;
 	if (ret_size) {

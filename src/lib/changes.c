@@ -386,7 +386,7 @@ static int walk_layer_dir(struct layered *w, int dfd, const char *rel, const str
 
 	if (depth > 4096)
 		return -ELOOP;
-	if (has_entry(dfd, WH_OPAQUE) && ctx->n > 0) {
+	if (ctx->n > 0 && has_entry(dfd, WH_OPAQUE)) {
 		/* Nothing below shows through: the entries here are all this layer's. */
 		hidden = ctx;
 		ctx = &nothing;

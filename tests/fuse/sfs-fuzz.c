@@ -536,7 +536,7 @@ static void do_op(int t, const char *root, int op, const char *r1, const char *r
 	case 0: { /* create or rewrite */
 		int flags = O_CREAT | O_WRONLY | ((arg & 1) ? O_TRUNC : 0) | ((arg & 2) ? O_EXCL : 0) |
 			    ((arg & 4) ? O_APPEND : 0);
-		fd = open(p1, flags, 0640);
+		fd = open(p1, flags, (arg & 8) ? 06750 : 0640);
 		if (fd < 0)
 			break;
 		char buf[512];
@@ -586,7 +586,7 @@ static void do_op(int t, const char *root, int op, const char *r1, const char *r
 			return;
 		break;
 	case 10:
-		if (chmod(p1, 0600 | (arg & 0177)) == 0)
+		if (chmod(p1, 0600 | (arg & 0177) | ((arg >> 8) & 06000)) == 0)
 			return;
 		break;
 	case 11: { /* read */

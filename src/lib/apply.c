@@ -51,6 +51,8 @@ static void archive_read_freep(struct archive **a)
 
 enum compression { COMP_NONE, COMP_BZIP2, COMP_GZIP, COMP_XZ, COMP_ZSTD };
 
+static const char *const compression_names[] = { "tar", "bzip2", "gzip", "xz", "zstd" };
+
 /* Decompressed chunks in flight between the decompressing thread and the unpacker. */
 #define DEC_SLOTS 4
 
@@ -61,6 +63,9 @@ struct input {
 	bool head_pending;
 	bool eof;
 	struct archive *dec;  /* raw format + one filter, for compressed input */
+	enum compression comp;
+	const void *block;    /* the rest of the decompressor's last block */
+	size_t block_len;
 	int error;            /* -errno of a failed read */
 
 	/*
@@ -78,6 +83,7 @@ struct input {
 	bool holding;         /* the unpacker holds slot consumed % DEC_SLOTS */
 	bool done, stop;
 	int dec_error;
+	char dec_msg[160];    /* what the decompressor said of damaged data */
 };
 
 /* Docker's DecompressStream order and magics. */
@@ -151,16 +157,34 @@ static void *dec_thread(void *u)
 		int err = 0;
 		bool end = false;
 		while (len < READ_CHUNK) {
-			la_ssize_t n = archive_read_data(in->dec, in->slots[i] + len, READ_CHUNK - len);
-			if (n == 0) {
-				end = true;
-				break;
-			}
-			if (n < 0) {
+			/*
+			 * Block by block: archive_read_data() drops what it copied when a
+			 * later block fails, and a truncated stream would lose its last
+			 * good entries with it.
+			 */
+			if (in->block_len == 0) {
+				la_int64_t off;
+				int r = archive_read_data_block(in->dec, &in->block, &in->block_len,
+								&off);
+				if (r == ARCHIVE_EOF) {
+					end = true;
+					break;
+				}
+				if (r == ARCHIVE_OK || r == ARCHIVE_WARN)
+					continue;
 				err = in->error ? in->error : -EBADMSG;
+				if (!in->error)
+					snprintf(in->dec_msg, sizeof(in->dec_msg), "damaged %s data: %s",
+						 compression_names[in->comp],
+						 archive_error_string(in->dec) ?
+							 archive_error_string(in->dec) : "unknown");
 				break;
 			}
-			len += (size_t)n;
+			size_t n = in->block_len < READ_CHUNK - len ? in->block_len : READ_CHUNK - len;
+			memcpy(in->slots[i] + len, in->block, n);
+			in->block = (const unsigned char *)in->block + n;
+			in->block_len -= n;
+			len += n;
 		}
 		pthread_mutex_lock(&in->lock);
 		if (len > 0) {
@@ -196,7 +220,7 @@ static int input_open(struct input *in, int fd)
 		in->head_len += (size_t)n;
 	}
 	in->head_pending = true;
-	c = detect(in->buf, in->head_len);
+	c = in->comp = detect(in->buf, in->head_len);
 	if (c == COMP_NONE)
 		return 0;
 	if (!(in->dec = archive_read_new()))
@@ -218,8 +242,14 @@ static int input_open(struct input *in, int fd)
 	archive_read_support_format_raw(in->dec);
 	struct archive_entry *e;
 	if (archive_read_open(in->dec, in, NULL, dec_read_cb, NULL) != ARCHIVE_OK ||
-	    archive_read_next_header(in->dec, &e) != ARCHIVE_OK)
-		return in->error ? in->error : -EBADMSG;
+	    archive_read_next_header(in->dec, &e) != ARCHIVE_OK) {
+		if (in->error)
+			return in->error;
+		snprintf(in->dec_msg, sizeof(in->dec_msg), "damaged %s data: %s",
+			 compression_names[c],
+			 archive_error_string(in->dec) ? archive_error_string(in->dec) : "unknown");
+		return -EBADMSG;
+	}
 	for (int i = 0; i < DEC_SLOTS; i++)
 		if (!(in->slots[i] = malloc(READ_CHUNK)))
 			return -ENOMEM;
@@ -247,6 +277,14 @@ static void input_close(struct input *in)
 	if (in->dec)
 		archive_read_free(in->dec);
 	free(in->buf);
+}
+
+/* What a read that failed with @err (-errno) is, for a message. */
+static const char *input_strerror(const struct input *in, int err)
+{
+	if (in->dec_msg[0])
+		return in->dec_msg;
+	return strerror(-err);
 }
 
 /* The next chunk of the decompressed stream: length, 0 at the end, or -errno. */
@@ -459,7 +497,8 @@ static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
 	ssize_t n = input_next(rec->in, buf);
 	if (n < 0) {
 		rec->error = (int)n;
-		archive_set_error(a, (int)-n, "cannot read the tar stream: %s", strerror((int)-n));
+		archive_set_error(a, (int)-n, "cannot read the tar stream: %s",
+				  input_strerror(rec->in, (int)n));
 		return -1;
 	}
 	rec_append(rec, *buf, (size_t)n);
@@ -722,7 +761,8 @@ static int fail_data(struct apply *ap, struct recorder *rec, struct archive *a)
 		return strata_fail(ap->err, rec->write_error, "apply '%s': cannot record: %s",
 				   ap->id, strerror(-rec->write_error));
 	if (rec->error)
-		return fail_entry(ap, -rec->error, "cannot be read: %s", strerror(-rec->error));
+		return fail_entry(ap, -rec->error, "cannot be read: %s",
+				  input_strerror(rec->in, rec->error));
 	return fail_entry(ap, EBADMSG, "is damaged: %s", archive_error_string(a));
 }
 
@@ -1220,6 +1260,16 @@ static bool dir_is_empty(int fd)
 	return true;
 }
 
+/* The stream failed between entries: say after which, as the entry is all a user can find. */
+static int fail_stream(struct apply *ap, int code, const char *what, const char *detail)
+{
+	if (ap->entries == 0)
+		return strata_fail(ap->err, code, "apply '%s': %s at its first entry: %s", ap->id,
+				   what, detail);
+	return strata_fail(ap->err, code, "apply '%s': %s after entry '%.240s%s': %s", ap->id, what,
+			   ap->last, strlen(ap->last) > 240 ? "..." : "", detail);
+}
+
 /* The tar proper: every entry, then the directory times, then the rest of the stream. */
 static int unpack(struct apply *ap, struct recorder *rec)
 {
@@ -1263,8 +1313,9 @@ static int unpack(struct apply *ap, struct recorder *rec)
 		const void *buf;
 		ssize_t n = input_next(rec->in, &buf);
 		if (n < 0)
-			return strata_fail(ap->err, (int)n, "apply '%s': cannot read the tar stream: %s",
-					   ap->id, strerror((int)-n));
+			return strata_fail(ap->err, (int)n,
+					   "apply '%s': cannot read the tar stream after its end: %s",
+					   ap->id, input_strerror(rec->in, (int)n));
 		if (n == 0)
 			break;
 		rec_append(rec, buf, (size_t)n);
@@ -1284,16 +1335,13 @@ damaged:
 		return strata_fail(ap->err, rec->write_error, "apply '%s': cannot record: %s", ap->id,
 				   strerror(-rec->write_error));
 	if (rec->error)
-		return strata_fail(ap->err, rec->error, "apply '%s': cannot read the tar stream: %s",
-				   ap->id, strerror(-rec->error));
+		return fail_stream(ap, -rec->error, "cannot read the tar stream",
+				   input_strerror(rec->in, rec->error));
 	if (archive_format(a) == 0)
 		return strata_fail(ap->err, EBADMSG, "apply '%s': not a tar stream: %s", ap->id,
 				   archive_error_string(a) ? archive_error_string(a) : "unknown");
-	if (ap->entries == 0)
-		return strata_fail(ap->err, EBADMSG, "apply '%s': damaged tar at its first entry: %s",
-				   ap->id, archive_error_string(a) ? archive_error_string(a) : "");
-	return strata_fail(ap->err, EBADMSG, "apply '%s': damaged tar after entry '%.240s': %s",
-			   ap->id, ap->last, archive_error_string(a) ? archive_error_string(a) : "");
+	return fail_stream(ap, EBADMSG, "damaged tar",
+			   archive_error_string(a) ? archive_error_string(a) : "unknown");
 }
 
 _public_ int strata_diff_apply(struct strata *s, const char *id, const char *parent, int fd,
@@ -1345,7 +1393,7 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	if (r < 0) {
 		input_close(&in);
 		return strata_fail(err, r, "apply '%s': cannot read the tar stream: %s", id,
-				   r == -EBADMSG ? "damaged compressed data" : strerror(-r));
+				   input_strerror(&in, r));
 	}
 	if (fresh && !(flags & STRATA_DIFF_NO_TARSPLIT)) {
 		r = tarsplit_writer_new(s, &rec.ts);

@@ -2,8 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Writes the hostile tar corpus into DIR: one tar per case, and DIR/cases listing
 # "<case> <refuse|contain> <what the error names>" (the moby vectors among them).
+import gzip
 import io
 import os
+import shutil
+import subprocess
 import sys
 import tarfile
 
@@ -112,6 +115,36 @@ bad[148:156] = b"0000000\0"
 with open(os.path.join(out, "bad-checksum.tar"), "wb") as f:
     f.write(good + bytes(bad) + b"\0" * 1024)
 cases.append(("bad-checksum", "refuse", "after entry 'good'"))
+
+# The same after a good entry: the message names the last entry done.
+neg = bytearray(tarfile.TarInfo("neg").tobuf(format=tarfile.GNU_FORMAT))
+neg[124:136] = b"\xff" * 12
+neg[148:156] = b" " * 8
+neg[148:155] = ("%06o\0" % sum(neg)).encode()
+with open(os.path.join(out, "negative-size-after.tar"), "wb") as f:
+    f.write(good + bytes(neg) + b"\0" * 1024)
+cases.append(("negative-size-after", "refuse", "damaged tar after entry 'good'"))
+
+# Truncated compressed streams, cut in the middle of an entry's data. The
+# decompressor hands out its data in blocks, and the block that fails is lost:
+# the cut is far enough into the entry to fall in it all the same.
+first = io.BytesIO()
+with tarfile.open(fileobj=first, mode="w", format=tarfile.PAX_FORMAT) as tf:
+    tf.addfile(tarfile.TarInfo("good"))
+    ti = tarfile.TarInfo("big")
+    ti.size = 1 << 20
+    tf.addfile(ti, io.BytesIO(os.urandom(ti.size)))
+compressors = [("gzip", gzip.compress)]
+if shutil.which("zstd"):
+    compressors.append(("zstd", lambda b: subprocess.run(["zstd", "-q", "-c"], input=b,
+                                                           stdout=subprocess.PIPE,
+                                                           check=True).stdout))
+for kind, comp in compressors:
+    data = comp(first.getvalue())
+    with open(os.path.join(out, "%s-cut.tar" % kind), "wb") as f:
+        f.write(data[:len(data) * 3 // 4])
+    cases.append(("%s-cut" % kind, "refuse",
+                  "entry 'big' cannot be read: damaged %s data" % kind))
 
 with open(os.path.join(out, "cases"), "w") as f:
     for c in cases:

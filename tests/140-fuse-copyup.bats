@@ -71,6 +71,20 @@ per_test_setup() { sfs_require; }
 	done
 }
 
+@test "fuse: a write through a removed name of a lower hard link shows through the other" {
+	sfs_small_stack
+	for h in no yes; do
+		sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh,handles=$h"
+		run "$SFS_PROBE" unlinked-link "$TEST_DIR/mnt"
+		echo "handles=$h: $output"
+		[ "$status" -eq 0 ]
+		[ "$(cat "$TEST_DIR/up/hl2")" = HL ]
+		[ "$(cat "$TEST_DIR/l2/hl2")" = hl ]
+		sfs_umount "$TEST_DIR/mnt"
+		rm "$TEST_DIR/up/hl2" "$TEST_DIR/up/.wh.hl1"
+	done
+}
+
 @test "fuse: copy-up of symlinks, fifos and devices keeps their xattrs" {
 	sfs_small_stack
 	l=$TEST_DIR/l2

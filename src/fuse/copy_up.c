@@ -502,6 +502,46 @@ out_remove:
 }
 
 /*
+ * A removed name of a lower hard link (@st) still open: if the inode has another name in the
+ * merged view, that name is copied up, and @node becomes one more link to the copy. -ENOENT
+ * if no other name shows. Scans the branch, as link_siblings() does: hard links are rare.
+ */
+static int copy_up_orphan_link(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st)
+{
+	char **paths = NULL, path[PATH_MAX];
+	size_t n = 0;
+	int r;
+
+	r = find_links(fs->br[node->bindex].fd, ".", st, "", &paths, &n);
+	if (r == 0)
+		r = -ENOENT;
+	for (size_t i = 0; i < n; i++) {
+		struct sfs_node *sib;
+		/* the removed name is still in the branch, but no longer in the view */
+		if (r == -ENOENT && node_at(fs, paths[i], &sib) == 0) {
+			if (sib->type == S_IFREG && sib->ino == node->ino) {
+				r = sfs_copy_up(fs, sib, /* with_data= */ true);
+				if (r == 0)
+					r = sfs_node_path(sib, path, sizeof(path));
+			}
+			sfs_node_forget(fs, sib, 1);
+		}
+		free(paths[i]);
+	}
+	free(paths);
+	if (r < 0)
+		return r;
+	int fd = openat(fs->br[0].fd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	close(node->opath_fd);
+	node->opath_fd = fd;
+	node->bindex = 0;
+	__atomic_add_fetch(&node->gen, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/*
  * A non-directory that was unlinked from a lower branch while still open: it has no name to
  * copy up to, so the copy stays nameless, held by the node's O_PATH fd like the lower file was,
  * and gone with the node.
@@ -525,6 +565,11 @@ static int copy_up_orphan(struct sfs_fs *fs, struct sfs_node *node, bool with_da
 	}
 	if (fstat(node->opath_fd, &st) < 0)
 		return -errno;
+	if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+		r = copy_up_orphan_link(fs, node, &st);
+		if (r != -ENOENT)
+			return r;
+	}
 	sfs_make_temp(fs, tmp, sizeof(tmp));
 	r = copy_to_temp(fs, node->opath_fd, "", &st, tmp, with_data);
 	if (r < 0)

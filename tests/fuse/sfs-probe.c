@@ -142,6 +142,28 @@ static int unlinked_rw(const char *path)
 	return 0;
 }
 
+/* A write through a removed name of a hard-linked file shows through its other name. */
+static int unlinked_link(const char *dir)
+{
+	char p1[4096], p2[4096], buf[64] = { 0 };
+	snprintf(p1, sizeof(p1), "%s/hl1", dir);
+	snprintf(p2, sizeof(p2), "%s/hl2", dir);
+	int rw = open(p1, O_RDWR | O_CLOEXEC);
+	CHECK(rw >= 0);
+	CHECK(unlink(p1) == 0);
+	CHECK(pwrite(rw, "HL", 2, 0) == 2);
+	int fd = open(p2, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(read(fd, buf, sizeof(buf) - 1) == 3);
+	CHECK(!strcmp(buf, "HL\n"));
+	struct stat a, b;
+	CHECK(fstat(rw, &a) == 0 && fstat(fd, &b) == 0);
+	CHECK(a.st_ino == b.st_ino && b.st_nlink == 1);
+	close(fd);
+	close(rw);
+	return 0;
+}
+
 /* O_EXCL on an existing name (lower or upper) fails with EEXIST. */
 static int excl(const char *path)
 {
@@ -290,6 +312,7 @@ int main(int argc, char **argv)
 		{ "mmap", mmap_shared },	 { "seekhole", seek_hole },  { "locks", locks },
 		{ "append", append },		 { "utimes-ns", utimes_ns }, { "create-errno", create_errno },
 		{ "fallocate", falloc },	 { "rewind", rewind_sees },  { "unlinked-rw", unlinked_rw },
+		{ "unlinked-link", unlinked_link },
 	};
 
 	if (argc != 3) {

@@ -173,14 +173,17 @@ static void *dec_thread(void *u)
 				if (r == ARCHIVE_OK || r == ARCHIVE_WARN)
 					continue;
 				err = in->error ? in->error : -EBADMSG;
-				if (!in->error)
-					snprintf(in->dec_msg, sizeof(in->dec_msg), "damaged %s data: %s",
-						 compression_names[in->comp],
-						 archive_error_string(in->dec) ?
-							 archive_error_string(in->dec) : "unknown");
+				if (!in->error) {
+					const char *why = archive_error_string(in->dec);
+					snprintf(in->dec_msg, sizeof(in->dec_msg),
+						 "damaged %s data: %s", compression_names[in->comp],
+						 why ? why : "unknown");
+				}
 				break;
 			}
-			size_t n = in->block_len < READ_CHUNK - len ? in->block_len : READ_CHUNK - len;
+			size_t n = in->block_len;
+			if (n > READ_CHUNK - len)
+				n = READ_CHUNK - len;
 			memcpy(in->slots[i] + len, in->block, n);
 			in->block = (const unsigned char *)in->block + n;
 			in->block_len -= n;
@@ -731,9 +734,12 @@ static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, 
 		return r;
 	if (!is_link) {
 		mode_t mode = archive_entry_perm(e) & 07777;
-		r = fd >= 0 ? fchmod(fd, mode) : fchmodat(pfd, base, mode, 0);
+		if (fd < 0)
+			r = chmod_nofollow_at(pfd, base, mode);
+		else
+			r = fchmod(fd, mode) < 0 ? -errno : 0;
 		if (r < 0)
-			return fail_entry(ap, errno, "cannot change mode: %m");
+			return fail_entry(ap, -r, "cannot change mode: %s", strerror(-r));
 	}
 	entry_times(e, ts);
 	if (archive_entry_filetype(e) == AE_IFDIR && !is_link) {

@@ -35,6 +35,9 @@ int layer_openat(int layer_fd, const char *path, int flags, mode_t mode);
  */
 int layer_openat_nolinks(int layer_fd, const char *path, int flags, mode_t mode);
 
+/* Changes the mode of @name in @dfd, never through a symlink: -ELOOP if @name is one. */
+int chmod_nofollow_at(int dfd, const char *name, mode_t mode);
+
 /* ---- id maps (idmap.c) ---- */
 
 /*

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "layerio.h"
@@ -103,4 +105,25 @@ int layer_openat(int layer_fd, const char *path, int flags, mode_t mode)
 int layer_openat_nolinks(int layer_fd, const char *path, int flags, mode_t mode)
 {
 	return open_below(layer_fd, path, flags, mode, RESOLVE_NO_SYMLINKS);
+}
+
+int chmod_nofollow_at(int dfd, const char *name, mode_t mode)
+{
+	struct stat st;
+	char proc[64];
+
+	/*
+	 * fchmodat() follows a symlink, and fchmod() needs an fd that a fifo or
+	 * a device would not give without opening it: go through an O_PATH fd
+	 * of the name itself, checked not to be a symlink.
+	 */
+	_cleanup_close_ int fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISLNK(st.st_mode))
+		return -ELOOP;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return chmod(proc, mode) < 0 ? -errno : 0;
 }

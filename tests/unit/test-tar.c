@@ -87,6 +87,33 @@ static void test_layer_openat(void)
 	close(layer);
 }
 
+static void test_chmod_nofollow(void)
+{
+	char dir[300];
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s/chmod", base);
+	CHECK_INT(mkdir(dir, 0755), 0);
+	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(dfd >= 0);
+	int fd = openat(dfd, "victim", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK_INT(symlinkat("victim", dfd, "link"), 0);
+	CHECK_INT(mknodat(dfd, "fifo", S_IFIFO | 0600, 0), 0);
+	/* A symlink in the entry's place is refused, and what it points to keeps its mode. */
+	CHECK_INT(chmod_nofollow_at(dfd, "link", 04777), -ELOOP);
+	CHECK_INT(fstatat(dfd, "victim", &st, 0), 0);
+	CHECK_INT(st.st_mode & 07777, 0600);
+	/* A fifo's mode changes without opening it (which would block). */
+	CHECK_INT(chmod_nofollow_at(dfd, "fifo", 01751), 0);
+	CHECK_INT(fstatat(dfd, "fifo", &st, AT_SYMLINK_NOFOLLOW), 0);
+	CHECK_INT(st.st_mode & 07777, 01751);
+	CHECK_INT(chmod_nofollow_at(dfd, "missing", 0644), -ENOENT);
+	close(dfd);
+}
+
 static void test_idmap(void)
 {
 	const struct strata_idmap uids[] = { { 0, 100000, 65536 }, { 70000, 5000, 10 } };
@@ -369,6 +396,7 @@ int main(void)
 	test_crc64();
 	test_path_clean();
 	test_layer_openat();
+	test_chmod_nofollow();
 	test_idmap();
 	test_apply_export();
 	test_tarsplit_raw_name();

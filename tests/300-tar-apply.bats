@@ -347,3 +347,22 @@ PY
 	[ "$(cat "$TEST_DIR/rss")" -lt 65536 ]
 	[ "$(python3 "$big" 1 128 64 1 | sha256sum)" = "$(cat "$TEST_DIR/k.sha")" ]
 }
+
+@test "the size apply prints leaves out what a later entry replaced" {
+	python3 - "$TEST_DIR/in.tar" <<'PY'
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tf:
+    for name, data in (("d/f", b"12345"), ("d", b"xy"), ("l", None), ("l/g", b"abc")):
+        ti = tarfile.TarInfo(name)
+        if data is None:
+            ti.type, ti.linkname = tarfile.SYMTYPE, "/"
+        else:
+            ti.size = len(data)
+        tf.addfile(ti, io.BytesIO(data) if data is not None else None)
+PY
+	strata create L
+	run strata apply L "$TEST_DIR/in.tar"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(strata diff-size L)" ]
+	[ "$output" = 6 ]
+}

@@ -537,6 +537,7 @@ struct apply {
 	const struct strata_progress *progress;
 	uint64_t entries;
 	int64_t size;       /* for a layer that was empty: the size, as diff_size() counts */
+	bool replaced;      /* ... unless an entry replaced another's: then it is measured */
 	const char *name;   /* the entry at hand, as in the tar */
 	char last[256];     /* the last entry done, for messages about what follows it */
 };
@@ -780,6 +781,7 @@ static int replace(struct apply *ap, int pfd, const char *base)
 	if (ap->pool && (r = file_pool_drain(ap->pool)) < 0)
 		return fail_pool(ap, r);
 	r = rm_rf_at(pfd, base);
+	ap->replaced = true;
 	/* The cached parent may have been below what went: look it up again next time. */
 	free(ap->cache_path);
 	ap->cache_path = NULL;
@@ -1442,7 +1444,7 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	if (r < 0)
 		return r;
 	if (ret_size) {
-		if (fresh)
+		if (fresh && !ap.replaced)
 			*ret_size = ap.size;
 		else if ((r = diff_size_at(layer_fd, ret_size)) < 0)
 			return strata_fail(err, r, "apply '%s': cannot measure: %s", id, strerror(-r));

@@ -366,3 +366,89 @@ PY
 	[ "$output" = "$(strata diff-size L)" ]
 	[ "$output" = 6 ]
 }
+
+# A tar of files and directories (a trailing '/'), as moby's makeTestLayer makes them.
+make_layer_tar() {
+	local out=$1 d
+	shift
+	d=$(mktemp -d "$TEST_DIR/layer.XXXXXX")
+	for p in "$@"; do
+		if [[ $p == */ ]]; then mkdir -p "$d/$p"; else mkdir -p "$(dirname "$d/$p")" && echo content >"$d/$p"; fi
+	done
+	tar -C "$d" -cf "$out" .
+	rm -rf "$d"
+}
+
+# The merged view of $1, as moby's readDirContents lists it: directories with a '/'.
+union_list() {
+	local dir
+	dir=$(strata mount "$1")
+	(cd "$dir" && find . -mindepth 1 \( -type d -printf '%P/\n' -o -printf '%P\n' \) | LC_ALL=C sort)
+	strata unmount "$1" >/dev/null
+}
+
+@test "apply with another parent unpacks into the union, whiteouts acting (moby's TestApplyLayerWhiteouts)" {
+	[ -c /dev/fuse ] || skip "no /dev/fuse"
+	local base=(.baz bar/ bar/bax bar/bay/ baz foo/ foo/.abc foo/.bcd/ foo/.bcd/a foo/cde/
+		foo/cde/def foo/cde/efg foo/fgh foobar)
+	strata create A
+	make_layer_tar "$TEST_DIR/0.tar" "${base[@]}"
+	strata apply A "$TEST_DIR/0.tar" >/dev/null
+	strata create L --parent A
+	[ "$(union_list L)" = "$(printf '%s\n' "${base[@]}")" ]
+
+	make_layer_tar "$TEST_DIR/1.tar" .bay .wh.baz foo/ foo/.bce foo/.wh..wh..opq foo/cde/ foo/cde/efg
+	strata apply L --parent '' "$TEST_DIR/1.tar"
+	[ "$(union_list L)" = "$(printf '%s\n' .bay .baz bar/ bar/bax bar/bay/ foo/ foo/.bce foo/cde/ \
+		foo/cde/efg foobar)" ]
+
+	make_layer_tar "$TEST_DIR/2.tar" .bay .wh..baz .wh.foobar foo/ foo/.abc foo/.wh.cde bar/
+	strata apply L --parent '' "$TEST_DIR/2.tar"
+	[ "$(union_list L)" = "$(printf '%s\n' .bay bar/ bar/bax bar/bay/ foo/ foo/.abc foo/.bce)" ]
+
+	make_layer_tar "$TEST_DIR/3.tar" .abc .wh..wh..opq foobar
+	strata apply L --parent '' "$TEST_DIR/3.tar"
+	[ "$(union_list L)" = "$(printf '%s\n' .abc foobar)" ]
+	# The parent is untouched; what the layer hides of it is whited out in the layer.
+	[ -f "$ROOT/diff/A/baz" ] && [ -f "$ROOT/diff/A/foo/cde/def" ]
+	[ -z "$(awk -v r="$ROOT" 'index($5, r) == 1' /proc/self/mountinfo)" ]
+}
+
+@test "apply with another parent: the size is the tar's, aufs pseudo-links are materialised" {
+	[ -c /dev/fuse ] || skip "no /dev/fuse"
+	strata create A
+	strata create L --parent A
+	python3 - "$TEST_DIR/p.tar" "$TEST_DIR/bad.tar" <<'PY'
+import io, sys, tarfile
+def add(tf, name, data=None, link=None, mode=0o644):
+    ti = tarfile.TarInfo(name)
+    ti.mode = mode
+    if link is not None:
+        ti.type, ti.linkname = tarfile.LNKTYPE, link
+    elif data is None:
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+    else:
+        ti.size = len(data)
+    tf.addfile(ti, io.BytesIO(data) if data is not None and link is None else None)
+with tarfile.open(sys.argv[1], "w") as tf:
+    add(tf, ".wh..wh.aufs", b"not unpacked")
+    add(tf, ".wh..wh.plnk/", None)
+    add(tf, ".wh..wh.plnk/234.567", b"pseudo", mode=0o751)
+    add(tf, "dir/", None)
+    add(tf, "dir/hard", link=".wh..wh.plnk/234.567")
+    add(tf, "file", b"12345")
+with tarfile.open(sys.argv[2], "w") as tf:
+    add(tf, "dir/hard", link=".wh..wh.plnk/999.999")
+PY
+	run strata apply L --parent '' "$TEST_DIR/p.tar"
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[ "$output" = 23 ]
+	[ "$(cat "$ROOT/diff/L/dir/hard")" = pseudo ] && [ "$(stat -c %a "$ROOT/diff/L/dir/hard")" = 751 ]
+	# aufs metadata in the tar is not unpacked (the union keeps its own).
+	[ ! -e "$ROOT/diff/L/.wh..wh.plnk/234.567" ] && [ ! -s "$ROOT/diff/L/.wh..wh.aufs" ]
+	[ -z "$(ls "$ROOT/diff/L" | grep dockerplnk)" ]
+	run strata apply L --parent '' "$TEST_DIR/bad.tar"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"entry 'dir/hard' is an invalid aufs hardlink"* ]]
+	[ -z "$(awk -v r="$ROOT" 'index($5, r) == 1' /proc/self/mountinfo)" ]
+}

@@ -538,6 +538,10 @@ struct apply {
 	uint64_t entries;
 	int64_t size;       /* for a layer that was empty: the size, as diff_size() counts */
 	bool replaced;      /* ... unless an entry replaced another's: then it is measured */
+	bool naive;         /* Docker's UnpackLayer into the mounted union: whiteouts act */
+	int64_t tar_size;   /* ... which returns the sum of the headers' sizes */
+	int plnk_fd;        /* the directory where .wh..wh.plnk files are staged, or -1 */
+	char plnk_name[32];
 	const char *name;   /* the entry at hand, as in the tar */
 	char last[256];     /* the last entry done, for messages about what follows it */
 };
@@ -992,6 +996,12 @@ static bool symlink_stays(const char *clean, const char *target)
 	return tar_path_clean(joined, buf, sizeof(buf)) >= 0;
 }
 
+static const char *base_of(const char *clean)
+{
+	const char *slash = strrchr(clean, '/');
+	return slash ? slash + 1 : clean;
+}
+
 static int check_whiteout_names(struct apply *ap, const char *clean, bool is_reg)
 {
 	const char *p = clean;
@@ -1011,6 +1021,136 @@ static int check_whiteout_names(struct apply *ap, const char *clean, bool is_reg
 	if (wh_target(p) && !is_reg)
 		return fail_entry(ap, EBADMSG, "is a whiteout but not a regular file");
 	return 0;
+}
+
+/*
+ * Docker's UnpackLayer: an opaque directory keeps only what this tar unpacked
+ * into it, at any depth. @rel is the directory's cleaned name.
+ */
+static int remove_not_unpacked(struct apply *ap, int dfd, const char *rel)
+{
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_closedir_ DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	int r;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		_cleanup_free_ char *child = NULL;
+		if (asprintf(&child, "%s%s%s", rel, *rel ? "/" : "", de->d_name) < 0)
+			return -ENOMEM;
+		if (!hashset_has(&ap->seen, child)) {
+			if ((r = rm_rf_at(dirfd(d), de->d_name)) < 0 && r != -ENOENT)
+				return r;
+			continue;
+		}
+		_cleanup_close_ int cfd = openat(dirfd(d), de->d_name,
+						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (cfd >= 0 && (r = remove_not_unpacked(ap, cfd, child)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A whiteout entry of the naive path: what it hides goes, and it is not written. */
+static int apply_whiteout(struct apply *ap, int pfd, const char *base, const char *clean)
+{
+	int r;
+
+	if (wh_is_opaque(base)) {
+		char dir[PATH_MAX];
+		const char *slash = strrchr(clean, '/');
+		snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - clean) : 0, clean);
+		_cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0)
+			return fail_entry(ap, errno, "cannot open its directory: %m");
+		r = remove_not_unpacked(ap, dfd, dir);
+	} else {
+		r = rm_rf_at(pfd, base + WH_PREFIX_LEN);
+		if (r == -ENOENT)
+			r = 0;
+	}
+	if (r < 0)
+		return fail_entry(ap, -r, "cannot remove what it hides: %s", strerror(-r));
+	return 0;
+}
+
+/*
+ * A hard link to .wh..wh.plnk/<name> (aufs's pseudo-links) becomes a copy of
+ * the file staged under that name, with its metadata, as Docker materialises it.
+ */
+static int apply_plnk_link(struct apply *ap, int pfd, const char *base, const char *link)
+{
+	const char *lbase = strrchr(link, '/');
+	struct stat st;
+	int r;
+
+	lbase = lbase ? lbase + 1 : link;
+	_cleanup_close_ int src = ap->plnk_fd < 0 ? -1
+				  : openat(ap->plnk_fd, lbase, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (src < 0 || fstat(src, &st) < 0 || !S_ISREG(st.st_mode))
+		return fail_entry(ap, EINVAL, "is an invalid aufs hardlink to '%s'", link);
+	_cleanup_close_ int fd = -1;
+	for (int tries = 0;; tries++) {
+		fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST || tries > 0)
+			break;
+		if ((r = replace(ap, pfd, base)) < 0)
+			return r;
+	}
+	if (fd < 0)
+		return fail_entry(ap, errno, "cannot create: %m");
+	for (;;) {
+		char buf[65536];
+		ssize_t n = read(src, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail_entry(ap, errno, "cannot copy '%s': %m", link);
+		if (n == 0)
+			break;
+		if ((r = write_all(fd, buf, (size_t)n)) < 0)
+			return fail_entry(ap, -r, "cannot be written: %s", strerror(-r));
+	}
+	struct timespec ts[2] = { st.st_atim, st.st_mtim };
+	if (fchown(fd, st.st_uid, st.st_gid) < 0 || fchmod(fd, st.st_mode & 07777) < 0 ||
+	    futimens(fd, ts) < 0)
+		return fail_entry(ap, errno, "cannot set its metadata: %m");
+	return 0;
+}
+
+/* Regular files below .wh..wh.plnk are staged, to be the targets of later hard links. */
+static int stage_plnk(struct apply *ap, struct archive *a, struct archive_entry *e,
+		      struct recorder *rec, const char *clean)
+{
+	const char *base = strrchr(clean, '/') + 1;
+
+	if (ap->plnk_fd < 0) {
+		for (int tries = 0; ap->plnk_fd < 0; tries++) {
+			uint64_t rnd = 0;
+			if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) < 0)
+				rnd = (uint64_t)time(NULL) + (uint64_t)tries;
+			snprintf(ap->plnk_name, sizeof(ap->plnk_name), "dockerplnk%08x",
+				 (unsigned)rnd);
+			if (mkdirat(ap->layer_fd, ap->plnk_name, 0700) < 0) {
+				if (errno == EEXIST && tries < 10)
+					continue;
+				return fail_entry(ap, errno, "cannot be staged: %m");
+			}
+			ap->plnk_fd = openat(ap->layer_fd, ap->plnk_name,
+					     O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (ap->plnk_fd < 0)
+				return fail_entry(ap, errno, "cannot be staged: %m");
+		}
+	}
+	return write_file(ap, a, e, rec, ap->plnk_fd, base, archive_entry_pathname(e), clean,
+			  /* aliased= */ false);
 }
 
 /*
@@ -1058,6 +1198,14 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		return fail_entry(ap, -r, "has a name too long");
 	if (size < 0 || size > SIZE_LIMIT)
 		return fail_entry(ap, EBADMSG, "has a bad size %lld", (long long)size);
+	ap->tar_size += size;
+	if (ap->naive && wh_is_meta(clean) && strcmp(clean, WH_OPAQUE) != 0) {
+		/* aufs metadata is not unpacked; pseudo-link targets are kept aside. */
+		if (!strncmp(clean, WH_PLINK_DIR "/", sizeof(WH_PLINK_DIR)) && type == AE_IFREG &&
+		    !hardlink && !strchr(clean + sizeof(WH_PLINK_DIR), '/'))
+			return stage_plnk(ap, a, e, rec, clean);
+		return 0;
+	}
 	if (!*clean) {
 		/* The layer itself: Docker skips it. */
 		if (type != AE_IFDIR || hardlink)
@@ -1066,7 +1214,8 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 			return tarsplit_add_file(rec->ts, name, 0, 0);
 		return 0;
 	}
-	r = hashset_add(&ap->seen, clean);
+	bool whiteout = ap->naive && wh_is_whiteout(base_of(clean));
+	r = whiteout ? 1 : hashset_add(&ap->seen, clean);
 	if (r < 0)
 		return -ENOMEM;
 	if (r == 0) {
@@ -1092,6 +1241,8 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		return fail_entry(ap, -pfd, "is below something that is not a directory");
 	if (pfd < 0)
 		return fail_entry(ap, -pfd, "has no parent directory: %s", strerror(-pfd));
+	if (whiteout)
+		return apply_whiteout(ap, pfd, base, clean);
 	if (aliased && ap->pool) {
 		/*
 		 * Through a symlink, the entry may land on a file still queued under
@@ -1106,6 +1257,9 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		char tclean[PATH_MAX];
 		if (size > 0)
 			return fail_entry(ap, EBADMSG, "is a hard link with data");
+		if (ap->naive && (r = tar_path_clean(hardlink, tclean, sizeof(tclean))) > 0 &&
+		    wh_is_meta(tclean) && !strncmp(tclean, WH_PLINK_DIR, strlen(WH_PLINK_DIR)))
+			return apply_plnk_link(ap, pfd, base, tclean);
 		/* Its target may be a file still queued. */
 		if (ap->pool && (r = file_pool_drain(ap->pool)) < 0)
 			return fail_pool(ap, r);
@@ -1352,6 +1506,68 @@ damaged:
 			   archive_error_string(a) ? archive_error_string(a) : "unknown");
 }
 
+/*
+ * Docker's naive ApplyDiff, for a parent that is not the layer's own: Get (the
+ * layer's union mounted for writing), UnpackLayer into it (whiteouts remove what
+ * they hide, aufs pseudo-links are materialised), Put. Returns, as Docker does,
+ * the sum of the sizes in the tar's headers. @lock is the layer's lock, which
+ * the mount takes itself: it is let go first.
+ */
+static int naive_apply(struct strata *s, const char *id, int lock, int fd,
+		       const struct strata_progress *progress, int64_t *ret_size,
+		       struct strata_error **err)
+{
+	struct input in = { .fd = -1 };
+	struct recorder rec = { .in = &in };
+	struct apply ap = { .s = s, .id = id, .err = err, .progress = progress,
+			    .naive = true, .plnk_fd = -1 };
+	_cleanup_free_ char *mnt = NULL;
+	int r;
+
+	close(lock);
+	r = mount_get(s, id, NULL, /* for_write= */ true, &mnt, err);
+	if (r < 0)
+		return r;
+	ap.layer_fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ap.layer_fd < 0) {
+		r = strata_fail(err, errno, "apply '%s': cannot open '%s': %m", id, mnt);
+		goto out_put;
+	}
+	if (getrandom(&ap.seen.seed, sizeof(ap.seen.seed), GRND_NONBLOCK) < 0)
+		ap.seen.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	ap.implied.seed = ap.seen.seed;
+	ap.root_uid = (uint32_t)s->root_uid;
+	ap.root_gid = (uint32_t)s->root_gid;
+	ap.map = store_layer_idmap(s);
+	r = input_open(&in, fd);
+	if (r < 0)
+		r = strata_fail(err, r, "apply '%s': cannot read the tar stream: %s", id,
+				input_strerror(&in, r));
+	else
+		r = unpack(&ap, &rec);
+	input_close(&in);
+	free(rec.spool);
+	drop_parent_cache(&ap);
+	free(ap.seen.slots);
+	free(ap.implied.slots);
+	free(ap.dirs);
+	free(ap.dir_names);
+	if (ap.plnk_fd >= 0) {
+		close(ap.plnk_fd);
+		int q = rm_rf_at(ap.layer_fd, ap.plnk_name);
+		if (q < 0 && r == 0)
+			r = strata_fail(err, q, "apply '%s': cannot remove '%s': %s", id,
+					ap.plnk_name, strerror(-q));
+	}
+	/* Nothing of ours may stay open in the mount, or it is busy. */
+	close(ap.layer_fd);
+	if (r == 0 && ret_size)
+		*ret_size = ap.tar_size;
+out_put:;
+	int q = strata_mount_put(s, id, r < 0 ? NULL : err);
+	return r < 0 ? r : q;
+}
+
 _public_ int strata_diff_apply(struct strata *s, const char *id, const char *parent, int fd,
 			       const struct strata_progress *progress, unsigned flags,
 			       int64_t *ret_size, struct strata_error **err)
@@ -1376,9 +1592,7 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	if (r < 0)
 		return r;
 	if (!fast)
-		return strata_fail(err, EOPNOTSUPP,
-				   "apply '%s': parent '%s' is not the layer's parent: that needs the changes engine",
-				   id, strempty(parent));
+		return naive_apply(s, id, TAKE_FD(lock), fd, progress, ret_size, err);
 	layer_fd = openat(s->diff_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (layer_fd < 0)
 		return strata_fail(err, errno, "apply '%s': cannot open '%s/diff/%s': %m", id,
@@ -1390,6 +1604,7 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 				   id, strerror(-r));
 	fresh = dir_is_empty(layer_fd);
 	ap.layer_fd = layer_fd;
+	ap.plnk_fd = -1;
 	if (getrandom(&ap.seen.seed, sizeof(ap.seen.seed), GRND_NONBLOCK) < 0)
 		ap.seen.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	ap.implied.seed = ap.seen.seed;

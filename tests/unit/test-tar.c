@@ -331,10 +331,14 @@ static void test_apply_export(void)
 	CHECK_INT(tarsplit_open(s, "L"), -ENOENT);
 	CHECK_INT(tarsplit_remove(s, "L"), 0);
 
-	/* A parent that is not the layer's own goes to the changes engine. */
+	/*
+	 * A parent that is not the layer's own goes through the mounted union
+	 * (the bats tests run it): here it works, or fails saying why.
+	 */
 	CHECK_INT(strata_layer_create(s, "C", "L", NULL, 0, NULL), 0);
 	fd = open(tarp, O_RDONLY | O_CLOEXEC);
-	CHECK_INT(strata_diff_apply(s, "C", "", fd, NULL, 0, NULL, &err), -EOPNOTSUPP);
+	int r = strata_diff_apply(s, "C", "", fd, NULL, 0, NULL, &err);
+	CHECK(r == 0 || (r != -EOPNOTSUPP && err));
 	close(fd);
 	strata_error_free(err);
 	err = NULL;

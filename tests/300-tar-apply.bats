@@ -435,6 +435,7 @@ with tarfile.open(sys.argv[1], "w") as tf:
     add(tf, ".wh..wh.plnk/", None)
     add(tf, ".wh..wh.plnk/234.567", b"pseudo", mode=0o751)
     add(tf, "dir/", None)
+    add(tf, ".wh..wh..opq", b"")
     add(tf, "dir/hard", link=".wh..wh.plnk/234.567")
     add(tf, "file", b"12345")
 with tarfile.open(sys.argv[2], "w") as tf:

@@ -1042,6 +1042,9 @@ static int remove_not_unpacked(struct apply *ap, int dfd, const char *rel)
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
+		/* Our staging directory is not the layer's (Docker's would go, and its links fail). */
+		if (!*rel && ap->plnk_fd >= 0 && !strcmp(de->d_name, ap->plnk_name))
+			continue;
 		_cleanup_free_ char *child = NULL;
 		if (asprintf(&child, "%s%s%s", rel, *rel ? "/" : "", de->d_name) < 0)
 			return -ENOMEM;
@@ -1555,7 +1558,7 @@ static int naive_apply(struct strata *s, const char *id, int lock, int fd,
 	if (ap.plnk_fd >= 0) {
 		close(ap.plnk_fd);
 		int q = rm_rf_at(ap.layer_fd, ap.plnk_name);
-		if (q < 0 && r == 0)
+		if (q < 0 && q != -ENOENT && r == 0)
 			r = strata_fail(err, q, "apply '%s': cannot remove '%s': %s", id,
 					ap.plnk_name, strerror(-q));
 	}

@@ -169,6 +169,17 @@ PY
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"file './dir/file' changed since the layer was applied"* ]]
 	[ ! -e "$TEST_DIR/out.tar" ]
+	# Only the regular file it wrote is removed: a device or fifo given as output stays.
+	mknod "$TEST_DIR/null" c 1 3
+	mkfifo "$TEST_DIR/fifo"
+	cat "$TEST_DIR/fifo" >/dev/null &
+	run strata diff L -o "$TEST_DIR/null"
+	[ "$status" -eq 1 ]
+	[ -c "$TEST_DIR/null" ]
+	run strata diff L -o "$TEST_DIR/fifo"
+	[ "$status" -eq 1 ]
+	[ -p "$TEST_DIR/fifo" ]
+	wait
 	rm "$ROOT/diff/L/dir/sub/big"
 	run strata diff L -o "$TEST_DIR/out.tar"
 	[ "$status" -eq 1 ]

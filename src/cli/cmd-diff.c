@@ -181,8 +181,15 @@ static int run_diff(struct cli *cli, int argc, char **argv)
 			       &err);
 	progress_end(&line);
 	if (r < 0) {
-		/* An incomplete tar must not pass for a layer. */
-		if (a.output)
+		/*
+		 * An incomplete tar must not pass for a layer: remove the file we
+		 * wrote, but only a regular file that is still the one we opened
+		 * (never /dev/null, a fifo, or what a rename put there since).
+		 */
+		struct stat a_st, b_st;
+		if (a.output && fstat(fd, &a_st) == 0 && S_ISREG(a_st.st_mode) &&
+		    lstat(a.output, &b_st) == 0 && a_st.st_dev == b_st.st_dev &&
+		    a_st.st_ino == b_st.st_ino)
 			unlink(a.output);
 		return cli_fail(cli, err);
 	}

@@ -262,12 +262,16 @@ enum strata_diff_flags {
  * @parent:   NULL means the layer's own parent; "" means none. When it is the
  *            layer's direct parent (or the layer has none) the tar is unpacked
  *            literally into diff/<id>: ".wh." files stay files. Any other parent
- *            needs the changes engine: -EOPNOTSUPP.
+ *            (Docker's naive path): the layer is mounted and the tar applied
+ *            to its merged view, whiteouts acted on (".wh.<name>" deletes,
+ *            ".wh..wh..opq" empties the directory of what this tar did not
+ *            unpack, aufs pseudo-link hard links made whole).
  * @fd:       the tar, plain or gzip, bzip2, xz or zstd (told from its bytes);
  *            read to its end, not closed.
  * @progress: may be NULL.
  * @flags:    enum strata_diff_flags.
- * @ret_size: the layer's size afterwards, as strata_diff_size(); may be NULL.
+ * @ret_size: the layer's size afterwards, as strata_diff_size(); on the naive
+ *            path the sum of the tar's entry sizes, as Docker returns; may be NULL.
  *
  * Holds the layer's lock. Nothing is written outside diff/<id>: a name with
  * ".." that climbs out, a link that leads out, a ".wh." name with children, a
@@ -277,7 +281,7 @@ enum strata_diff_flags {
  * the stream (tar-split) so that strata_diff_export() rebuilds it byte for byte.
  * A failed apply leaves the layer as far as it got, and removable.
  * Errors: -ENOENT (no layer), -EINVAL (bad id), -EXDEV (an entry leaves the
- * layer), -EBADMSG (damaged or hostile tar), -EEXIST (duplicate), -EOPNOTSUPP.
+ * layer), -EBADMSG (damaged or hostile tar), -EEXIST (duplicate), mount errors.
  */
 STRATA_EXPORT int strata_diff_apply(struct strata *s, const char *id, const char *parent, int fd,
 				    const struct strata_progress *progress, unsigned flags,

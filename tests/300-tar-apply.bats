@@ -464,3 +464,19 @@ PY
 	[[ "$output" == *"entry 'dir/hard' is an invalid aufs hardlink"* ]]
 	[ -z "$(awk -v r="$ROOT" 'index($5, r) == 1' /proc/self/mountinfo)" ]
 }
+
+@test "a directory that a later entry replaces through a symlink keeps that entry's times" {
+	python3 - "$TEST_DIR/t.tar" <<'PY'
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
+    ti = tarfile.TarInfo("l"); ti.type = tarfile.SYMTYPE; ti.linkname = "."; t.addfile(ti)
+    ti = tarfile.TarInfo("d"); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; ti.mtime = 1000; t.addfile(ti)
+    ti = tarfile.TarInfo("l/d"); ti.size = 2; ti.mtime = 2000; t.addfile(ti, io.BytesIO(b"hi"))
+PY
+	for mode in "" --serial; do
+		strata create "L$mode"
+		strata apply $mode "L$mode" "$TEST_DIR/t.tar"
+		[ "$(stat -c '%F %Y' "$ROOT/diff/L$mode/d")" = "regular file 2000" ]
+		[ "$(cat "$ROOT/diff/L$mode/d")" = hi ]
+	done
+}

@@ -1399,6 +1399,8 @@ static int apply_dir_times(struct apply *ap)
 		const char *path = ap->dir_names + ap->dirs[i].path;
 		_cleanup_close_ int fd =
 			layer_openat(ap->layer_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+		if (fd == -ENOTDIR || fd == -ELOOP || fd == -ENOENT)
+			continue; /* a later entry took its place, with times of its own */
 		if (fd < 0 || futimens(fd, ap->dirs[i].ts) < 0) {
 			ap->name = path;
 			return fail_entry(ap, fd < 0 ? -fd : errno, "cannot get its times: %s",

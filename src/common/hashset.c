@@ -111,3 +111,65 @@ void inode_set_clear(struct inode_set *set)
 	free(set->slots);
 	*set = (struct inode_set){ 0 };
 }
+
+/* ---- names as hashes ---- */
+
+static uint64_t hash_name(const struct hashset *set, const char *s)
+{
+	uint64_t h = 1469598103934665603ULL ^ set->seed;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	/* splitmix64's finalizer: every bit of h reaches the slot index. */
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	return h ? h : 1;
+}
+
+int hashset_add(struct hashset *set, const char *s)
+{
+	uint64_t h = hash_name(set, s);
+
+	if ((set->n + 1) * 4 > set->cap * 3) {
+		size_t ncap = set->cap ? set->cap * 2 : 1024;
+		uint64_t *ns = calloc(ncap, sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		for (size_t i = 0; i < set->cap; i++) {
+			if (!set->slots[i])
+				continue;
+			size_t j = set->slots[i] & (ncap - 1);
+			while (ns[j])
+				j = (j + 1) & (ncap - 1);
+			ns[j] = set->slots[i];
+		}
+		free(set->slots);
+		set->slots = ns;
+		set->cap = ncap;
+	}
+	size_t j = h & (set->cap - 1);
+	for (; set->slots[j]; j = (j + 1) & (set->cap - 1))
+		if (set->slots[j] == h)
+			return 0;
+	set->slots[j] = h;
+	set->n++;
+	return 1;
+}
+
+bool hashset_has(const struct hashset *set, const char *s)
+{
+	if (set->cap == 0)
+		return false;
+	uint64_t h = hash_name(set, s);
+	for (size_t j = h & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1))
+		if (set->slots[j] == h)
+			return true;
+	return false;
+}
+
+void hashset_clear(struct hashset *set)
+{
+	free(set->slots);
+	set->slots = NULL;
+	set->cap = set->n = 0;
+}

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Two small open-addressing sets: of strings (paths), and of inodes with an optional name. */
+/*
+ * Small open-addressing sets: of strings (paths), of names kept only as 64-bit
+ * hashes, and of inodes with an optional name.
+ */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct strset {
@@ -32,3 +36,19 @@ struct inode_set {
 /* The slot of (@dev, @ino), made empty (used false) the first time; NULL when out of memory. */
 struct inode_slot *inode_set_get(struct inode_set *set, dev_t dev, ino_t ino);
 void inode_set_clear(struct inode_set *set);
+
+/*
+ * A set of names kept as seeded 64-bit hashes: 8 bytes a name whatever its
+ * length. A "yes" may rarely be a collision; a "no" is always right.
+ */
+struct hashset {
+	uint64_t *slots; /* 0: empty */
+	size_t cap, n;
+	uint64_t seed;   /* set by the caller, e.g. at random, so that input cannot aim at one chain */
+};
+
+/* 1 if added, 0 if the name's hash was there (a name seen, or a rare collision), -ENOMEM. */
+int hashset_add(struct hashset *set, const char *s);
+/* Whether the name may be in the set. */
+bool hashset_has(const struct hashset *set, const char *s);
+void hashset_clear(struct hashset *set);

@@ -29,10 +29,11 @@
 #include <time.h>
 
 #include "fsutil.h"
+#include "hashset.h"
+#include "input.h"
 #include "layerio.h"
 #include "whiteout.h"
 
-#define READ_CHUNK (1024 * 1024)
 /* Spooled bytes that libarchive has consumed are written out beyond this. */
 #define SPOOL_FLUSH (1024 * 1024)
 /* Larger sizes are hostile: no file system we run on holds them. */
@@ -45,338 +46,6 @@ static void archive_read_freep(struct archive **a)
 {
 	if (*a)
 		archive_read_free(*a);
-}
-
-/* ---- the input: plain, or decompressed by a first libarchive reader ---- */
-
-enum compression { COMP_NONE, COMP_BZIP2, COMP_GZIP, COMP_XZ, COMP_ZSTD };
-
-static const char *const compression_names[] = { "tar", "bzip2", "gzip", "xz", "zstd" };
-
-/* Decompressed chunks in flight between the decompressing thread and the unpacker. */
-#define DEC_SLOTS 4
-
-struct input {
-	int fd;
-	unsigned char *buf;   /* READ_CHUNK */
-	size_t head_len;      /* bytes of buf read while detecting, handed out first */
-	bool head_pending;
-	bool eof;
-	struct archive *dec;  /* raw format + one filter, for compressed input */
-	enum compression comp;
-	const void *block;    /* the rest of the decompressor's last block */
-	size_t block_len;
-	int error;            /* -errno of a failed read */
-
-	/*
-	 * Decompression runs on its own thread, as `pigz -d | tar` runs in two
-	 * processes: a ring of DEC_SLOTS chunks. The unpacker holds the chunk it was
-	 * last given until it asks for the next (libarchive reads from it until then).
-	 */
-	pthread_t thread;
-	bool thread_started;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned char *slots[DEC_SLOTS];
-	size_t lens[DEC_SLOTS];
-	uint64_t produced, consumed;
-	bool holding;         /* the unpacker holds slot consumed % DEC_SLOTS */
-	bool done, stop;
-	int dec_error;
-	char dec_msg[160];    /* what the decompressor said of damaged data */
-};
-
-/* Docker's DecompressStream order and magics. */
-static enum compression detect(const unsigned char *p, size_t n)
-{
-	if (n >= 3 && !memcmp(p, "BZh", 3))
-		return COMP_BZIP2;
-	if (n >= 3 && p[0] == 0x1f && p[1] == 0x8b && p[2] == 0x08)
-		return COMP_GZIP;
-	if (n >= 6 && !memcmp(p, "\xfd" "7zXZ\0", 6))
-		return COMP_XZ;
-	if (n >= 4 && !memcmp(p, "\x28\xb5\x2f\xfd", 4))
-		return COMP_ZSTD;
-	if (n >= 8 && ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-		       (uint32_t)p[3] << 24) >> 4 == 0x184D2A5)
-		return COMP_ZSTD;
-	return COMP_NONE;
-}
-
-/* Plain read of the next chunk of the fd (after the detection head). */
-static ssize_t input_read_fd(struct input *in, const void **ret)
-{
-	if (in->head_pending) {
-		in->head_pending = false;
-		*ret = in->buf;
-		return (ssize_t)in->head_len;
-	}
-	if (in->eof)
-		return 0;
-	for (;;) {
-		ssize_t n = read(in->fd, in->buf, READ_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			in->eof = true;
-		*ret = in->buf;
-		return n;
-	}
-}
-
-static ssize_t dec_read_cb(struct archive *a, void *u, const void **buf)
-{
-	struct input *in = u;
-	ssize_t n = input_read_fd(in, buf);
-	if (n < 0) {
-		in->error = (int)n;
-		archive_set_error(a, (int)-n, "read error");
-		return -1;
-	}
-	return n;
-}
-
-/* The decompressing thread: fills free slots until the stream ends or the unpacker stops. */
-static void *dec_thread(void *u)
-{
-	struct input *in = u;
-
-	for (;;) {
-		pthread_mutex_lock(&in->lock);
-		while (in->produced - in->consumed == DEC_SLOTS && !in->stop)
-			pthread_cond_wait(&in->cond, &in->lock);
-		bool stop = in->stop;
-		unsigned i = (unsigned)(in->produced % DEC_SLOTS);
-		pthread_mutex_unlock(&in->lock);
-		if (stop)
-			return NULL;
-
-		size_t len = 0;
-		int err = 0;
-		bool end = false;
-		while (len < READ_CHUNK) {
-			/*
-			 * Block by block: archive_read_data() drops what it copied when a
-			 * later block fails, and a truncated stream would lose its last
-			 * good entries with it.
-			 */
-			if (in->block_len == 0) {
-				la_int64_t off;
-				int r = archive_read_data_block(in->dec, &in->block, &in->block_len,
-								&off);
-				if (r == ARCHIVE_EOF) {
-					end = true;
-					break;
-				}
-				if (r == ARCHIVE_OK || r == ARCHIVE_WARN)
-					continue;
-				err = in->error ? in->error : -EBADMSG;
-				if (!in->error) {
-					const char *why = archive_error_string(in->dec);
-					snprintf(in->dec_msg, sizeof(in->dec_msg),
-						 "damaged %s data: %s", compression_names[in->comp],
-						 why ? why : "unknown");
-				}
-				break;
-			}
-			size_t n = in->block_len;
-			if (n > READ_CHUNK - len)
-				n = READ_CHUNK - len;
-			memcpy(in->slots[i] + len, in->block, n);
-			in->block = (const unsigned char *)in->block + n;
-			in->block_len -= n;
-			len += n;
-		}
-		pthread_mutex_lock(&in->lock);
-		if (len > 0) {
-			in->lens[i] = len;
-			in->produced++;
-		}
-		if (end || err) {
-			in->done = true;
-			in->dec_error = err;
-		}
-		pthread_cond_broadcast(&in->cond);
-		pthread_mutex_unlock(&in->lock);
-		if (end || err)
-			return NULL;
-	}
-}
-
-static int input_open(struct input *in, int fd)
-{
-	enum compression c;
-
-	in->fd = fd;
-	if (!(in->buf = malloc(READ_CHUNK)))
-		return -ENOMEM;
-	while (in->head_len < 16 && !in->eof) {
-		ssize_t n = read(fd, in->buf + in->head_len, READ_CHUNK - in->head_len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			in->eof = true;
-		in->head_len += (size_t)n;
-	}
-	in->head_pending = true;
-	c = in->comp = detect(in->buf, in->head_len);
-	if (c == COMP_NONE)
-		return 0;
-	if (!(in->dec = archive_read_new()))
-		return -ENOMEM;
-	switch (c) {
-	case COMP_BZIP2:
-		archive_read_support_filter_bzip2(in->dec);
-		break;
-	case COMP_GZIP:
-		archive_read_support_filter_gzip(in->dec);
-		break;
-	case COMP_XZ:
-		archive_read_support_filter_xz(in->dec);
-		break;
-	default:
-		archive_read_support_filter_zstd(in->dec);
-		break;
-	}
-	archive_read_support_format_raw(in->dec);
-	struct archive_entry *e;
-	if (archive_read_open(in->dec, in, NULL, dec_read_cb, NULL) != ARCHIVE_OK ||
-	    archive_read_next_header(in->dec, &e) != ARCHIVE_OK) {
-		if (in->error)
-			return in->error;
-		snprintf(in->dec_msg, sizeof(in->dec_msg), "damaged %s data: %s",
-			 compression_names[c],
-			 archive_error_string(in->dec) ? archive_error_string(in->dec) : "unknown");
-		return -EBADMSG;
-	}
-	for (int i = 0; i < DEC_SLOTS; i++)
-		if (!(in->slots[i] = malloc(READ_CHUNK)))
-			return -ENOMEM;
-	pthread_mutex_init(&in->lock, NULL);
-	pthread_cond_init(&in->cond, NULL);
-	if (pthread_create(&in->thread, NULL, dec_thread, in) != 0)
-		return -EAGAIN;
-	in->thread_started = true;
-	return 0;
-}
-
-static void input_close(struct input *in)
-{
-	if (in->thread_started) {
-		pthread_mutex_lock(&in->lock);
-		in->stop = true;
-		pthread_cond_broadcast(&in->cond);
-		pthread_mutex_unlock(&in->lock);
-		pthread_join(in->thread, NULL);
-		pthread_mutex_destroy(&in->lock);
-		pthread_cond_destroy(&in->cond);
-	}
-	for (int i = 0; i < DEC_SLOTS; i++)
-		free(in->slots[i]);
-	if (in->dec)
-		archive_read_free(in->dec);
-	free(in->buf);
-}
-
-/* What a read that failed with @err (-errno) is, for a message. */
-static const char *input_strerror(const struct input *in, int err)
-{
-	if (in->dec_msg[0])
-		return in->dec_msg;
-	return strerror(-err);
-}
-
-/* The next chunk of the decompressed stream: length, 0 at the end, or -errno. */
-static ssize_t input_next(struct input *in, const void **ret)
-{
-	ssize_t n;
-
-	if (!in->dec)
-		return input_read_fd(in, ret);
-	pthread_mutex_lock(&in->lock);
-	if (in->holding) {
-		in->holding = false;
-		in->consumed++;
-		pthread_cond_broadcast(&in->cond);
-	}
-	while (in->produced == in->consumed && !in->done)
-		pthread_cond_wait(&in->cond, &in->lock);
-	if (in->produced > in->consumed) {
-		unsigned i = (unsigned)(in->consumed % DEC_SLOTS);
-		*ret = in->slots[i];
-		n = (ssize_t)in->lens[i];
-		in->holding = true;
-	} else
-		n = in->dec_error;
-	pthread_mutex_unlock(&in->lock);
-	return n;
-}
-
-/* ---- a set of names, kept as hashes: 8 bytes a name whatever the layer holds ---- */
-
-struct hashset {
-	uint64_t *slots; /* 0: empty */
-	size_t cap, n;
-	uint64_t seed;   /* per apply, so that a tar cannot aim at one chain */
-};
-
-static uint64_t hash_name(const struct hashset *set, const char *s)
-{
-	uint64_t h = 1469598103934665603ULL ^ set->seed;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	/* splitmix64's finalizer: every bit of h reaches the slot index. */
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	h ^= h >> 31;
-	return h ? h : 1;
-}
-
-/* 1 if added, 0 if the name's hash was there (a name seen, or a rare collision), -ENOMEM. */
-static int hashset_add(struct hashset *set, const char *s)
-{
-	uint64_t h = hash_name(set, s);
-
-	if ((set->n + 1) * 4 > set->cap * 3) {
-		size_t ncap = set->cap ? set->cap * 2 : 1024;
-		uint64_t *ns = calloc(ncap, sizeof(*ns));
-		if (!ns)
-			return -ENOMEM;
-		for (size_t i = 0; i < set->cap; i++) {
-			if (!set->slots[i])
-				continue;
-			size_t j = set->slots[i] & (ncap - 1);
-			while (ns[j])
-				j = (j + 1) & (ncap - 1);
-			ns[j] = set->slots[i];
-		}
-		free(set->slots);
-		set->slots = ns;
-		set->cap = ncap;
-	}
-	size_t j = h & (set->cap - 1);
-	for (; set->slots[j]; j = (j + 1) & (set->cap - 1))
-		if (set->slots[j] == h)
-			return 0;
-	set->slots[j] = h;
-	set->n++;
-	return 1;
-}
-
-/* Whether the name may be in the set: a false yes is rare, a false no never happens. */
-static bool hashset_has(const struct hashset *set, const char *s)
-{
-	if (set->cap == 0)
-		return false;
-	uint64_t h = hash_name(set, s);
-	for (size_t j = h & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1))
-		if (set->slots[j] == h)
-			return true;
-	return false;
 }
 
 /* ---- the stream recorder ---- */
@@ -1511,6 +1180,30 @@ damaged:
 			   archive_error_string(a) ? archive_error_string(a) : "unknown");
 }
 
+/* What every apply sets up once its layer directory is open as @ap->layer_fd. */
+static void apply_start(struct apply *ap)
+{
+	struct strata *s = ap->s;
+
+	/* Seeded per apply, so that a tar cannot aim at one chain of the name sets. */
+	if (getrandom(&ap->seen.seed, sizeof(ap->seen.seed), GRND_NONBLOCK) < 0)
+		ap->seen.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	ap->implied.seed = ap->seen.seed;
+	ap->root_uid = (uint32_t)s->root_uid;
+	ap->root_gid = (uint32_t)s->root_gid;
+	ap->map = store_layer_idmap(s);
+}
+
+/* Frees what apply_start() and the unpacking gathered. */
+static void apply_finish(struct apply *ap)
+{
+	drop_parent_cache(ap);
+	hashset_clear(&ap->seen);
+	hashset_clear(&ap->implied);
+	free(ap->dirs);
+	free(ap->dir_names);
+}
+
 /*
  * Docker's naive ApplyDiff, for a parent that is not the layer's own: Get (the
  * layer's union mounted for writing), UnpackLayer into it (whiteouts remove what
@@ -1538,12 +1231,7 @@ static int naive_apply(struct strata *s, const char *id, int lock, int fd,
 		r = strata_fail(err, errno, "apply '%s': cannot open '%s': %m", id, mnt);
 		goto out_put;
 	}
-	if (getrandom(&ap.seen.seed, sizeof(ap.seen.seed), GRND_NONBLOCK) < 0)
-		ap.seen.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-	ap.implied.seed = ap.seen.seed;
-	ap.root_uid = (uint32_t)s->root_uid;
-	ap.root_gid = (uint32_t)s->root_gid;
-	ap.map = store_layer_idmap(s);
+	apply_start(&ap);
 	r = input_open(&in, fd);
 	if (r < 0)
 		r = strata_fail(err, r, "apply '%s': cannot read the tar stream: %s", id,
@@ -1552,11 +1240,7 @@ static int naive_apply(struct strata *s, const char *id, int lock, int fd,
 		r = unpack(&ap, &rec);
 	input_close(&in);
 	free(rec.spool);
-	drop_parent_cache(&ap);
-	free(ap.seen.slots);
-	free(ap.implied.slots);
-	free(ap.dirs);
-	free(ap.dir_names);
+	apply_finish(&ap);
 	if (ap.plnk_fd >= 0) {
 		close(ap.plnk_fd);
 		int q = rm_rf_at(ap.layer_fd, ap.plnk_name);
@@ -1610,12 +1294,7 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	fresh = dir_is_empty(layer_fd);
 	ap.layer_fd = layer_fd;
 	ap.plnk_fd = -1;
-	if (getrandom(&ap.seen.seed, sizeof(ap.seen.seed), GRND_NONBLOCK) < 0)
-		ap.seen.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-	ap.implied.seed = ap.seen.seed;
-	ap.root_uid = (uint32_t)s->root_uid;
-	ap.root_gid = (uint32_t)s->root_gid;
-	ap.map = store_layer_idmap(s);
+	apply_start(&ap);
 
 	r = input_open(&in, fd);
 	if (r < 0) {
@@ -1656,11 +1335,7 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	tarsplit_writer_free(rec.ts);
 	free(rec.spool);
 	input_close(&in);
-	drop_parent_cache(&ap);
-	free(ap.seen.slots);
-	free(ap.implied.slots);
-	free(ap.dirs);
-	free(ap.dir_names);
+	apply_finish(&ap);
 	if (r < 0)
 		return r;
 	if (ret_size) {

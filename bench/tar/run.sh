@@ -97,7 +97,7 @@ usr=$(stat -c %s "$W/usr.tar")
 small=$(stat -c %s "$W/small.tar")
 entries=$(tar -tf "$W/usr.tar" | wc -l)
 
-echo "Input: usr.tar $((usr / 1000000)) MB, $entries entries; small.tar $((small / 1000000)) MB," \
+echo "Input: layer ($SOURCES) $((usr / 1000000)) MB, $entries entries; small.tar $((small / 1000000)) MB," \
 	"$SMALL_FILES files; $RUNS runs, median; $(nproc) CPUs; $(df -T "$W" | awk 'NR==2 {print $2}')."
 echo
 echo '| operation | median | rate |'
@@ -105,25 +105,26 @@ echo '|---|---|---|'
 S="'$STRATA' -q --root '$W/root'"
 for t in usr small; do
 	bytes=$(stat -c %s "$W/$t.tar")
-	add "$t: GNU tar -xpf --xattrs" "$bytes" fresh_out "tar -xpf '$W/$t.tar' --xattrs -C '$W/out'"
+	name=$t; [ "$t" = usr ] && name=layer
+	add "$name: GNU tar -xpf --xattrs" "$bytes" fresh_out "tar -xpf '$W/$t.tar' --xattrs -C '$W/out'"
 	command -v bsdtar >/dev/null &&
-		add "$t: bsdtar -xpf" "$bytes" fresh_out "bsdtar -xpf '$W/$t.tar' -C '$W/out'"
-	add "$t: strata apply" "$bytes" fresh_layer "$S apply L '$W/$t.tar'"
-	add "$t: strata apply --no-tar-split" "$bytes" fresh_layer "$S apply --no-tar-split L '$W/$t.tar'"
-	add "$t: strata apply --serial" "$bytes" fresh_layer "$S apply --serial L '$W/$t.tar'"
+		add "$name: bsdtar -xpf" "$bytes" fresh_out "bsdtar -xpf '$W/$t.tar' -C '$W/out'"
+	add "$name: strata apply" "$bytes" fresh_layer "$S apply L '$W/$t.tar'"
+	add "$name: strata apply --no-tar-split" "$bytes" fresh_layer "$S apply --no-tar-split L '$W/$t.tar'"
+	add "$name: strata apply --serial" "$bytes" fresh_layer "$S apply --serial L '$W/$t.tar'"
 done
 command -v pigz >/dev/null &&
-	add "usr.gz: pigz -d | tar -xpf" "$usr" fresh_out "pigz -dc '$W/usr.tar.gz' | tar -xpf - --xattrs -C '$W/out'"
-add "usr.gz: strata apply" "$usr" fresh_layer "$S apply L '$W/usr.tar.gz'"
-add "usr.zst: zstd -d | tar -xpf" "$usr" fresh_out "zstd -dc '$W/usr.tar.zst' | tar -xpf - --xattrs -C '$W/out'"
-add "usr.zst: strata apply" "$usr" fresh_layer "$S apply L '$W/usr.tar.zst'"
+	add "layer.gz: pigz -d | tar -xpf" "$usr" fresh_out "pigz -dc '$W/usr.tar.gz' | tar -xpf - --xattrs -C '$W/out'"
+add "layer.gz: strata apply" "$usr" fresh_layer "$S apply L '$W/usr.tar.gz'"
+add "layer.zst: zstd -d | tar -xpf" "$usr" fresh_out "zstd -dc '$W/usr.tar.zst' | tar -xpf - --xattrs -C '$W/out'"
+add "layer.zst: strata apply" "$usr" fresh_layer "$S apply L '$W/usr.tar.zst'"
 run_cases
 
 # diff: of the same extracted tree, through a pipe (GNU tar skips reading for /dev/null).
 fresh_layer
 $STRATA -q --root "$W/root" apply L "$W/usr.tar" >/dev/null
 noop() { :; }
-add "usr: GNU tar -cf - | cat" "$usr" noop "tar -cf - -C '$W/root/diff/L' . | cat >/dev/null"
-add "usr: strata diff (tar-split) | cat" "$usr" noop "$S diff L | cat >/dev/null"
-add "usr: strata diff --regenerate | cat" "$usr" noop "$S diff --regenerate L | cat >/dev/null"
+add "layer: GNU tar -cf - | cat" "$usr" noop "tar -cf - -C '$W/root/diff/L' . | cat >/dev/null"
+add "layer: strata diff (tar-split) | cat" "$usr" noop "$S diff L | cat >/dev/null"
+add "layer: strata diff --regenerate | cat" "$usr" noop "$S diff --regenerate L | cat >/dev/null"
 run_cases

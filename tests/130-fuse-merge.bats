@@ -111,3 +111,36 @@ per_test_setup() { sfs_require; }
 	run bash -c "cd '$TEST_DIR/mnt' && find . | LC_ALL=C sort | tr '\n' ' '"
 	[ "$output" = ". ./a ./c ./d ./d/sub ./d/sub/deep ./d/x ./d/y ./hl1 ./hl2 ./keep ./keep/k ./opq ./opq/new " ]
 }
+
+# Lookups are answered from the directory's listing while it is current: what changes
+# where a name lives (a copy-up) must not leave a lookup looking in the old place.
+@test "fuse: names looked up afresh after copy-ups and forgotten inodes show the rw branch" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/d/sub" "$TEST_DIR/l2/d/sub" "$TEST_DIR/l3/d"
+	echo lower >"$TEST_DIR/l2/d/f"
+	echo deep >"$TEST_DIR/l2/d/sub/x"
+	echo deeper >"$TEST_DIR/l1/d/sub/y"
+	: >"$TEST_DIR/l3/d/sub" # a file below the directories: ends their merge
+	echo gone >"$TEST_DIR/l3/d/g"
+	: >"$TEST_DIR/l1/d/.wh.g"
+	sfs_mount "$TEST_DIR/mnt" \
+		"br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh:$TEST_DIR/l3=ro+wh"
+	m=$TEST_DIR/mnt
+	[ "$(names "$m/d")" = "f sub" ]      # the listing is built and current
+	[ "$(names "$m/d/sub")" = "x y" ]
+	[ ! -e "$m/d/g" ]
+	[ ! -e "$m/d/nothing" ]
+	echo more >>"$m/d/f"                 # copy-up of a file
+	touch "$m/d/sub/z"                   # copy-up of a merged directory
+	for _ in 1 2 3; do
+		sync
+		echo 2 >/proc/sys/vm/drop_caches # the kernel forgets the inodes, lookups come again
+		[ "$(head -2 "$m/d/f")" = "$(printf 'lower\nmore')" ]
+		[ "$(names "$m/d/sub")" = "x y z" ]
+		[ "$(stat -c %F "$m/d/sub")" = directory ]
+		[ ! -e "$m/d/g" ]
+		echo again >>"$m/d/f"
+		[ "$(tail -1 "$m/d/f")" = again ]
+	done
+	[ "$(cat "$TEST_DIR/l2/d/f")" = lower ]
+	[ "$(tail -1 "$TEST_DIR/up/d/f")" = again ]
+}

@@ -626,6 +626,9 @@ int sfs_copy_up(struct sfs_fs *fs, struct sfs_node *node, bool with_data)
 		struct timespec ts[2] = { pst.st_atim, pst.st_mtim };
 		utimensat(fs->br[0].fd, ppath, ts, AT_SYMLINK_NOFOLLOW);
 	}
+	/* The name is the rw branch's now: the parent's listing no longer says where it is. */
+	if (r == 0)
+		sfs_dir_changed(fs, node->parent);
 	return r;
 }
 

@@ -61,12 +61,11 @@ bool sfs_is_opaque_at(struct sfs_fs *fs, int bindex, const char *path)
 }
 
 /*
- * Looks @name up in @dir's branches from layer index @from down. On success @lk says where
- * the topmost object is and, for a directory, which branches merge into it. Caller holds
- * ns_lock. A name that is not there is success with lk->found false.
+ * sfs_lookup_name(), where @known_top says that a current listing found @name in layer
+ * @from with no whiteout of it there: that layer's whiteout need not be looked for.
  */
-int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, int from,
-		    struct sfs_lookup *lk)
+static int lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, int from,
+		       bool known_top, struct sfs_lookup *lk)
 {
 	char dpath[PATH_MAX], cpath[PATH_MAX];
 	struct stat st;
@@ -84,7 +83,7 @@ int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, i
 		int b = dir->layers[i];
 		struct sfs_branch *br = &fs->br[b];
 
-		if (sfs_is_whiteout_at(fs, b, dpath, name))
+		if (!(known_top && i == from) && sfs_is_whiteout_at(fs, b, dpath, name))
 			break;
 		if (fstatat(br->fd, cpath, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno == ENOENT || errno == ENOTDIR)
@@ -141,6 +140,17 @@ fail:
 }
 
 /*
+ * Looks @name up in @dir's branches from layer index @from down. On success @lk says where
+ * the topmost object is and, for a directory, which branches merge into it. Caller holds
+ * ns_lock. A name that is not there is success with lk->found false.
+ */
+int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, int from,
+		    struct sfs_lookup *lk)
+{
+	return lookup_name(fs, dir, name, from, /* known_top= */ false, lk);
+}
+
+/*
  * Another name of a hard-linked file in the rw branch is another kernel inode, which may
  * change it behind this one's back: no caching there. Lower files change only by copy-up,
  * after which the kernel is told (sfs_inval_aliases).
@@ -161,8 +171,56 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 }
 
 /* LOOKUP: on success the kernel holds one more reference on the node in @e. */
+/*
+ * The lookup of a name that a current listing of @dir describes (@d): the topmost branch is
+ * known, and for a directory the branches that merge into it, short of opaque ones. Only
+ * what the listing cannot tell is asked of the branches.
+ */
+static int lookup_listed(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+			 const struct sfs_dirent *d, struct sfs_lookup *lk)
+{
+	char dpath[PATH_MAX], cpath[PATH_MAX];
+	int from = -1, r;
+
+	for (int i = 0; i < dir->nlayers; i++)
+		if (dir->layers[i] == d->br) {
+			from = i;
+			break;
+		}
+	if (from < 0)
+		return lookup_name(fs, dir, name, 0, /* known_top= */ false, lk);
+	if (d->type != DT_DIR)
+		return lookup_name(fs, dir, name, from, /* known_top= */ true, lk);
+
+	*lk = (struct sfs_lookup){ .bindex = -1 };
+	r = sfs_node_path(dir, dpath, sizeof(dpath));
+	if (r == 0)
+		r = join(cpath, sizeof(cpath), dpath, "", name);
+	if (r < 0)
+		return r;
+	if (fstatat(fs->br[d->br].fd, cpath, &lk->st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISDIR(lk->st.st_mode))
+		return lookup_name(fs, dir, name, 0, /* known_top= */ false, lk);
+	if (!(lk->layers = malloc((d->nlower + 1) * sizeof(int))))
+		return -ENOMEM;
+	lk->found = true;
+	lk->bindex = d->br;
+	lk->layers[lk->nlayers++] = d->br;
+	if (sfs_is_opaque_at(fs, d->br, cpath))
+		return 0;
+	for (int i = 0; i < d->nlower; i++) {
+		lk->below = true;
+		lk->layers[lk->nlayers++] = d->lower[i];
+		if (sfs_is_opaque_at(fs, d->lower[i], cpath))
+			return 0;
+	}
+	if (d->lower_nondir)
+		lk->below = true;
+	return 0;
+}
+
 int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
-	       struct fuse_entry_param *e)
+	       const struct sfs_dirent *hint, struct fuse_entry_param *e)
 {
 	struct sfs_lookup lk;
 	struct sfs_node *node;
@@ -178,7 +236,16 @@ int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 	/* a node the kernel already knows is kept current by every change made through us */
 	node = sfs_node_find_get(fs, dir, name);
 	if (!node) {
-		r = sfs_lookup_name(fs, dir, name, 0, &lk);
+		/* A current listing of the directory says where the name is, or that it is not. */
+		struct sfs_listing *l = NULL;
+		bool listed = !hint && sfs_listing_find(fs, dir, name, &l, &hint);
+		if (listed && !hint)
+			lk = (struct sfs_lookup){ .bindex = -1 };
+		else if (hint)
+			r = lookup_listed(fs, dir, name, hint, &lk);
+		else
+			r = lookup_name(fs, dir, name, 0, /* known_top= */ false, &lk);
+		sfs_listing_put(fs, l);
 		if (r < 0)
 			return r;
 		if (!lk.found) {
@@ -187,9 +254,19 @@ int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 			return 0;
 		}
 		node = sfs_node_attach(fs, dir, name, &lk);
-		sfs_lookup_clear(&lk);
-		if (!node)
+		if (!node) {
+			sfs_lookup_clear(&lk);
 			return -ENOMEM;
+		}
+		/* The node is what the lookup just found: its attributes are those. */
+		if (node->bindex == lk.bindex && !node->plnk) {
+			st = lk.st;
+			st.st_ino = node->ino;
+			sfs_lookup_clear(&lk);
+			sfs_fill_entry(fs, node, &st, e);
+			return 0;
+		}
+		sfs_lookup_clear(&lk);
 	}
 	r = sfs_getattr(fs, node, &st);
 	if (r < 0) {

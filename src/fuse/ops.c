@@ -67,7 +67,7 @@ static void sfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 
 	rdlock(fs);
-	int r = sfs_lookup(fs, NODE(fs, parent), name, &e);
+	int r = sfs_lookup(fs, NODE(fs, parent), name, NULL, &e);
 	unlock(fs);
 	reply_entry_or_err(req, r, &e);
 }
@@ -543,6 +543,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -r);
 		return;
 	}
+	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
+	bool current = l->version == dir->dversion;
 	for (size_t i = off; i < l->n; i++) {
 		struct sfs_dirent *d = &l->ents[i];
 		size_t n;
@@ -553,7 +555,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (plus) {
 			struct fuse_entry_param e = { 0 };
 			bool looked = false;
-			if (i >= 2 && sfs_lookup(fs, dir, d->name, &e) == 0 && e.ino)
+			if (i >= 2 && sfs_lookup(fs, dir, d->name, current ? d : NULL, &e) == 0 &&
+			    e.ino)
 				looked = true;
 			if (!looked) {
 				memset(&e, 0, sizeof(e));

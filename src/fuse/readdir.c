@@ -67,18 +67,81 @@ static bool nameset_has(const struct nameset *s, const char *name)
 	return false;
 }
 
+/* Index of a name in a listing: a map of entry indexes; SIZE_MAX if absent. */
+struct sfs_name_index {
+	size_t *slots; /* index + 1, 0 empty */
+	size_t size, count;
+	const struct sfs_listing *l;
+};
+
+static void index_place(struct sfs_name_index *x, size_t k)
+{
+	size_t j = str_hash(x->l->ents[k].name) & (x->size - 1);
+	while (x->slots[j])
+		j = (j + 1) & (x->size - 1);
+	x->slots[j] = k + 1;
+}
+
+/* Adds entry @k of the listing (which must have a name); grows at half full. */
+static int index_add(struct sfs_name_index *x, size_t k)
+{
+	if ((x->count + 1) * 2 > x->size) {
+		size_t osize = x->size, *old = x->slots;
+		x->size = osize ? osize * 2 : 64;
+		if (!(x->slots = calloc(x->size, sizeof(size_t)))) {
+			x->slots = old;
+			x->size = osize;
+			return -ENOMEM;
+		}
+		for (size_t j = 0; j < osize; j++)
+			if (old[j])
+				index_place(x, old[j] - 1);
+		free(old);
+	}
+	index_place(x, k);
+	x->count++;
+	return 0;
+}
+
+static int index_build(struct sfs_name_index *x, const struct sfs_listing *l)
+{
+	*x = (struct sfs_name_index){ .l = l };
+	for (size_t i = 0; i < l->n; i++)
+		if (l->ents[i].name && index_add(x, i) < 0) {
+			free(x->slots);
+			x->slots = NULL;
+			return -ENOMEM;
+		}
+	return 0;
+}
+
+static size_t index_find(const struct sfs_name_index *x, const char *name)
+{
+	if (!x->size)
+		return SIZE_MAX;
+	for (size_t j = str_hash(name) & (x->size - 1); x->slots[j]; j = (j + 1) & (x->size - 1))
+		if (!strcmp(x->l->ents[x->slots[j] - 1].name, name))
+			return x->slots[j] - 1;
+	return SIZE_MAX;
+}
+
 static void listing_free(struct sfs_listing *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; i < l->n; i++) {
 		free(l->ents[i].name);
+		free(l->ents[i].lower);
+	}
+	if (l->index)
+		free(l->index->slots);
+	free(l->index);
 	free(l->ents);
 	free(l);
 }
 
 static int listing_add(struct sfs_listing *l, size_t *cap, char *name, uint64_t ino,
-		       unsigned char type)
+		       unsigned char type, int br)
 {
 	if (l->n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 64;
@@ -88,7 +151,7 @@ static int listing_add(struct sfs_listing *l, size_t *cap, char *name, uint64_t 
 		l->ents = ne;
 		*cap = ncap;
 	}
-	l->ents[l->n++] = (struct sfs_dirent){ .name = name, .ino = ino, .type = type };
+	l->ents[l->n++] = (struct sfs_dirent){ .name = name, .ino = ino, .type = type, .br = br };
 	return 0;
 }
 
@@ -178,10 +241,46 @@ static int nameset_add_copy(struct nameset *s, const char *name)
 	return r;
 }
 
+/*
+ * Layer @i of a directory's merge list holds @v: the directories already listed from the
+ * layers above learn whether layer @i merges into them. Its whiteouts (@wh) end them
+ * first, as lookup sees a whiteout before the name; then a directory of the name merges,
+ * anything else ends them.
+ */
+static int note_lower(struct sfs_listing *l, const struct sfs_name_index *x, int b,
+		      const struct raw_ent *v, size_t n, const struct nameset *wh)
+{
+	for (size_t i = 0; i < wh->size; i++) {
+		size_t k = wh->slots[i] ? index_find(x, wh->slots[i]) : SIZE_MAX;
+		if (k != SIZE_MAX)
+			l->ents[k].lower_closed = true;
+	}
+	for (size_t j = 0; j < n; j++) {
+		size_t k = index_find(x, v[j].name);
+		if (k == SIZE_MAX)
+			continue;
+		struct sfs_dirent *d = &l->ents[k];
+		if (d->type != DT_DIR || d->br == b || d->lower_closed)
+			continue;
+		if (v[j].type != DT_DIR) {
+			d->lower_nondir = true;
+			d->lower_closed = true;
+			continue;
+		}
+		int *nl = realloc(d->lower, (d->nlower + 1) * sizeof(int));
+		if (!nl)
+			return -ENOMEM;
+		d->lower = nl;
+		d->lower[d->nlower++] = b;
+	}
+	return 0;
+}
+
 static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret)
 {
 	char path[PATH_MAX];
-	struct nameset seen = { 0 }, hidden = { 0 };
+	struct nameset hidden = { 0 };
+	struct sfs_name_index x = { 0 };
 	size_t cap = 0;
 	int r;
 
@@ -191,14 +290,15 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 	struct sfs_listing *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	x.l = l;
 	char *dot = strdup("."), *dotdot = strdup("..");
 	r = -ENOMEM;
-	if (!dot || !dotdot || listing_add(l, &cap, dot, dir->ino, DT_DIR) < 0) {
+	if (!dot || !dotdot || listing_add(l, &cap, dot, dir->ino, DT_DIR, -1) < 0) {
 		free(dot);
 		free(dotdot);
 		goto fail;
 	}
-	if (listing_add(l, &cap, dotdot, dir->parent ? dir->parent->ino : dir->ino, DT_DIR) < 0) {
+	if (listing_add(l, &cap, dotdot, dir->parent ? dir->parent->ino : dir->ino, DT_DIR, -1) < 0) {
 		free(dotdot);
 		goto fail;
 	}
@@ -206,6 +306,7 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 	for (int i = 0; i < dir->nlayers; i++) {
 		int b = dir->layers[i];
 		struct raw_ent *v = NULL;
+		struct nameset wh = { 0 };
 		size_t n = 0;
 
 		r = read_layer(fs, b, path, &v, &n);
@@ -213,23 +314,30 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 			goto fail;
 		/* a whiteout hides the name in its own branch too, as lookup sees it */
 		for (size_t j = 0; j < n && r >= 0; j++) {
-			const char *t;
-			if (fs->br[b].wh && (t = wh_target(v[j].name)))
-				r = nameset_add_copy(&hidden, t);
-			else if (v[j].type == DT_WHT)
-				r = nameset_add_copy(&hidden, v[j].name);
+			const char *t = fs->br[b].wh ? wh_target(v[j].name) : NULL;
+			if (!t && v[j].type == DT_WHT)
+				t = v[j].name;
+			if (!t)
+				continue;
+			r = nameset_add_copy(&hidden, t);
+			if (r >= 0)
+				r = nameset_add_copy(&wh, t);
 		}
+		/* what this layer adds to the directories of the layers above */
+		if (r >= 0 && i > 0)
+			r = note_lower(l, &x, b, v, n, &wh);
+		nameset_free(&wh);
 		for (size_t j = 0; j < n && r >= 0; j++) {
 			const char *name = v[j].name;
 			if (wh_is_whiteout(name) || v[j].type == DT_WHT || nameset_has(&hidden, name) ||
-			    nameset_has(&seen, name))
+			    index_find(&x, name) != SIZE_MAX)
 				continue;
 			struct stat st = { .st_ino = v[j].ino };
-			r = nameset_add_copy(&seen, name);
-			if (r >= 0)
-				r = listing_add(l, &cap, v[j].name, sfs_ino_of(fs, b, &st), v[j].type);
-			if (r >= 0)
+			r = listing_add(l, &cap, v[j].name, sfs_ino_of(fs, b, &st), v[j].type, b);
+			if (r >= 0) {
 				v[j].name = NULL; /* now owned by the listing */
+				r = index_add(&x, l->n - 1);
+			}
 		}
 		for (size_t j = 0; j < n; j++)
 			free(v[j].name);
@@ -237,58 +345,27 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 		if (r < 0)
 			goto fail;
 	}
-	nameset_free(&seen);
 	nameset_free(&hidden);
+	if (!(l->index = malloc(sizeof(*l->index)))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	*l->index = x;
 	l->live = l->n;
 	*ret = l;
 	return 0;
 fail:
-	nameset_free(&seen);
+	free(x.slots);
 	nameset_free(&hidden);
 	listing_free(l);
 	return r;
-}
-
-/* Index of @name in @l, through a map built once per merge; SIZE_MAX if absent. */
-struct name_index {
-	size_t *slots; /* index + 1, 0 empty */
-	size_t size;
-	const struct sfs_listing *l;
-};
-
-static int index_build(struct name_index *x, const struct sfs_listing *l)
-{
-	x->l = l;
-	x->size = 64;
-	while (x->size < l->n * 2)
-		x->size *= 2;
-	x->slots = calloc(x->size, sizeof(size_t));
-	if (!x->slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < l->n; i++) {
-		if (!l->ents[i].name)
-			continue;
-		size_t j = str_hash(l->ents[i].name) & (x->size - 1);
-		while (x->slots[j])
-			j = (j + 1) & (x->size - 1);
-		x->slots[j] = i + 1;
-	}
-	return 0;
-}
-
-static size_t index_find(const struct name_index *x, const char *name)
-{
-	for (size_t j = str_hash(name) & (x->size - 1); x->slots[j]; j = (j + 1) & (x->size - 1))
-		if (!strcmp(x->l->ents[x->slots[j] - 1].name, name))
-			return x->slots[j] - 1;
-	return SIZE_MAX;
 }
 
 /* Lays @fresh out in @old's order (see struct sfs_listing). Consumes @fresh on success. */
 static int listing_merge(const struct sfs_listing *old, struct sfs_listing *fresh,
 			 struct sfs_listing **ret)
 {
-	struct name_index x;
+	struct sfs_name_index x;
 	size_t cap = 0;
 	int r;
 
@@ -312,19 +389,21 @@ static int listing_merge(const struct sfs_listing *old, struct sfs_listing *fres
 			e = fresh->ents[k];
 			used[k] = true;
 		}
-		if (listing_add(l, &cap, e.name, e.ino, e.type) < 0)
+		if (listing_add(l, &cap, e.name, e.ino, e.type, e.br) < 0)
 			goto fail;
 	}
 	for (size_t k = 0; k < fresh->n; k++) {
 		if (used[k])
 			continue;
 		struct sfs_dirent e = fresh->ents[k];
-		if (listing_add(l, &cap, e.name, e.ino, e.type) < 0)
+		if (listing_add(l, &cap, e.name, e.ino, e.type, e.br) < 0)
 			goto fail;
 	}
 	l->live = fresh->live;
+	if (!(l->index = malloc(sizeof(*l->index))) || index_build(l->index, l) < 0)
+		goto fail;
 	for (size_t k = 0; k < fresh->n; k++)
-		fresh->ents[k].name = NULL;
+		fresh->ents[k].name = NULL, fresh->ents[k].lower = NULL;
 	free(used);
 	free(x.slots);
 	listing_free(fresh);
@@ -333,8 +412,10 @@ static int listing_merge(const struct sfs_listing *old, struct sfs_listing *fres
 fail:
 	free(used);
 	free(x.slots);
-	if (l)
+	if (l) {
+		free(l->index);
 		free(l->ents);
+	}
 	free(l);
 	return -ENOMEM;
 }
@@ -385,6 +466,30 @@ int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing 
 	listing_free(old);
 	*ret = l;
 	return 0;
+}
+
+int sfs_listing_find(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+		     struct sfs_listing **ret_l, const struct sfs_dirent **ret_d)
+{
+	struct sfs_listing *l;
+
+	pthread_mutex_lock(&fs->dcache_lock);
+	l = dir->listing;
+	if (!l || l->version != dir->dversion || !l->index) {
+		pthread_mutex_unlock(&fs->dcache_lock);
+		return 0;
+	}
+	l->refs++;
+	pthread_mutex_unlock(&fs->dcache_lock);
+	size_t k = index_find(l->index, name);
+	if (k < 2) {
+		/* "." and "..": not names of the directory */
+		sfs_listing_put(fs, l);
+		return 0;
+	}
+	*ret_l = l;
+	*ret_d = k == SIZE_MAX ? NULL : &l->ents[k];
+	return 1;
 }
 
 void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l)

@@ -109,6 +109,16 @@ struct sfs_dirent {
 	char *name;
 	uint64_t ino;
 	unsigned char type; /* DT_* */
+	int br;             /* the topmost branch that holds the name */
+	/*
+	 * For a directory: the branches below @br, in order, whose directory of the name
+	 * merges into it as far as the parent's listing tells (an opaque one still ends the
+	 * merge), and whether a non-directory of the name below ended them.
+	 */
+	int *lower;
+	int nlower;
+	bool lower_nondir;
+	bool lower_closed; /* while the listing is built: nothing more merges */
 };
 
 /*
@@ -122,6 +132,7 @@ struct sfs_listing {
 	size_t n;    /* entries, holes included */
 	size_t live; /* entries with a name */
 	struct sfs_dirent *ents;
+	struct sfs_name_index *index; /* name -> entry */
 };
 
 /*
@@ -182,8 +193,12 @@ void sfs_inval_aliases(struct sfs_fs *fs, struct sfs_node *node);
 int sfs_check_name(struct sfs_fs *fs, const char *name);
 int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, int from,
 		    struct sfs_lookup *lk);
+/*
+ * @hint: NULL, or @name's entry in a current listing of @dir, which says where it is: the
+ * branches above it neither hold nor hide it, and for a directory which branches below merge.
+ */
 int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
-	       struct fuse_entry_param *e);
+	       const struct sfs_dirent *hint, struct fuse_entry_param *e);
 bool sfs_is_whiteout_at(struct sfs_fs *fs, int bindex, const char *dirpath, const char *name);
 bool sfs_is_opaque_at(struct sfs_fs *fs, int bindex, const char *path);
 double sfs_attr_timeout(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st);
@@ -194,6 +209,12 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret);
 void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l);
 void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l);
+/*
+ * When @dir has a current listing: 1, a reference on it in *@ret_l and @name's entry in
+ * *@ret_d (NULL: the merged view has no such name). 0 when there is none. Caller holds ns_lock.
+ */
+int sfs_listing_find(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+		     struct sfs_listing **ret_l, const struct sfs_dirent **ret_d);
 void sfs_dir_changed(struct sfs_fs *fs, struct sfs_node *dir);
 int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir);
 

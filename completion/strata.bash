@@ -44,7 +44,7 @@ _strata() {
 	changes | diff-size) COMPREPLY=($(compgen -W "--parent $global $(_strata_layer_ids)" -- "$cur")) ;;
 	diff) COMPREPLY=($(compgen -W "--parent --output --regenerate $global $(_strata_layer_ids)" -- "$cur")) ;;
 	apply)
-		COMPREPLY=($(compgen -W "--parent --no-tar-split --serial $global $(_strata_layer_ids)" -- "$cur"))
+		COMPREPLY=($(compgen -W "--parent --no-tar-split --serial --threads $global $(_strata_layer_ids)" -- "$cur"))
 		COMPREPLY+=($(compgen -f -- "$cur")) ;;
 	help) COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
 	*) COMPREPLY=($(compgen -W "$global" -- "$cur")) ;;

@@ -253,8 +253,13 @@ enum strata_diff_flags {
 	STRATA_DIFF_NO_TARSPLIT = 1 << 0,
 	/* export: write a fresh tar of the files even when a tar-split record exists. */
 	STRATA_DIFF_REGENERATE = 1 << 1,
-	/* apply: write every file on the calling thread (no worker threads). */
+	/*
+	 * apply into an empty layer: small files are written on worker threads by
+	 * default only where there are 4 CPUs or more (with fewer, the threads cost
+	 * more than they overlap). SERIAL never uses them; THREADS always does.
+	 */
 	STRATA_DIFF_SERIAL = 1 << 2,
+	STRATA_DIFF_THREADS = 1 << 3,
 };
 
 /**

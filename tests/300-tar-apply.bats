@@ -309,7 +309,7 @@ PY
 	tar --xattrs --xattrs-include='*' --format=posix -C "$TEST_DIR/src" -cf "$TEST_DIR/in.tar" .
 	strata create P
 	strata create S
-	[ "$(strata apply P "$TEST_DIR/in.tar")" = "$(strata apply S --serial "$TEST_DIR/in.tar")" ]
+	[ "$(strata apply P --threads "$TEST_DIR/in.tar")" = "$(strata apply S --serial "$TEST_DIR/in.tar")" ]
 	diff <(tree_meta "$ROOT/diff/P") <(tree_meta "$ROOT/diff/S")
 	diff <(tree_meta "$TEST_DIR/src") <(tree_meta "$ROOT/diff/P")
 	cmp <(zcat "$ROOT/.strata/tarsplit/P.json.gz") <(zcat "$ROOT/.strata/tarsplit/S.json.gz")
@@ -321,7 +321,7 @@ PY
 	python3 "$BATS_TEST_DIRNAME/tar/mkaliased.py" "$TEST_DIR/in.tar" 1000
 	strata create P
 	strata create S
-	run strata apply P "$TEST_DIR/in.tar"
+	run strata apply P --threads "$TEST_DIR/in.tar"
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 	run strata apply S --serial "$TEST_DIR/in.tar"
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
@@ -473,7 +473,7 @@ with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
     ti = tarfile.TarInfo("d"); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; ti.mtime = 1000; t.addfile(ti)
     ti = tarfile.TarInfo("l/d"); ti.size = 2; ti.mtime = 2000; t.addfile(ti, io.BytesIO(b"hi"))
 PY
-	for mode in "" --serial; do
+	for mode in --threads --serial; do
 		strata create "L$mode"
 		strata apply $mode "L$mode" "$TEST_DIR/t.tar"
 		[ "$(stat -c '%F %Y' "$ROOT/diff/L$mode/d")" = "regular file 2000" ]

@@ -112,6 +112,7 @@ for t in usr small; do
 	add "$name: strata apply" "$bytes" fresh_layer "$S apply L '$W/$t.tar'"
 	add "$name: strata apply --no-tar-split" "$bytes" fresh_layer "$S apply --no-tar-split L '$W/$t.tar'"
 	add "$name: strata apply --serial" "$bytes" fresh_layer "$S apply --serial L '$W/$t.tar'"
+	add "$name: strata apply --threads" "$bytes" fresh_layer "$S apply --threads L '$W/$t.tar'"
 done
 command -v pigz >/dev/null &&
 	add "layer.gz: pigz -d | tar -xpf" "$usr" fresh_out "pigz -dc '$W/usr.tar.gz' | tar -xpf - --xattrs -C '$W/out'"

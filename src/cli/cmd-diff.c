@@ -9,7 +9,7 @@
 
 #include "cli.h"
 
-enum { OPT_NO_TARSPLIT = OPT_COMMAND_FIRST, OPT_REGENERATE, OPT_SERIAL };
+enum { OPT_NO_TARSPLIT = OPT_COMMAND_FIRST, OPT_REGENERATE, OPT_SERIAL, OPT_THREADS };
 
 struct diff_args {
 	const char *parent;  /* NULL: the layer's own */
@@ -36,6 +36,9 @@ static int diff_opt(struct cli *cli, int c, const char *arg, void *u)
 		return 0;
 	case OPT_SERIAL:
 		a->flags |= STRATA_DIFF_SERIAL;
+		return 0;
+	case OPT_THREADS:
+		a->flags |= STRATA_DIFF_THREADS;
 		return 0;
 	}
 	return EXIT_USAGE;
@@ -103,6 +106,7 @@ static const struct option diff_opts[] = {
 	{ "no-tar-split", no_argument, NULL, OPT_NO_TARSPLIT },
 	{ "regenerate", no_argument, NULL, OPT_REGENERATE },
 	{ "serial", no_argument, NULL, OPT_SERIAL },
+	{ "threads", no_argument, NULL, OPT_THREADS },
 	{ 0 },
 };
 
@@ -258,7 +262,9 @@ const struct command cmd_apply = {
 	"  -p, --parent P        the parent the tar is a diff against (default: the layer's own;\n"
 	"                        '' means none)\n"
 	"      --no-tar-split    keep no record for rebuilding the tar byte for byte\n"
-	"      --serial          write every file on one thread\n",
+	"      --serial          write every file on one thread\n"
+	"      --threads         write small files on worker threads (the default with 4 CPUs\n"
+	"                        or more)\n",
 	run_apply, 0, 1,
 };
 const struct command cmd_diff = {

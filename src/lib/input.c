@@ -29,6 +29,21 @@ static enum compression detect(const unsigned char *p, size_t n)
 	return COMP_NONE;
 }
 
+/* Reads what the fd has into buf at @off: the length, 0 at the end (eof set), or -errno. */
+static ssize_t read_some(struct input *in, size_t off)
+{
+	for (;;) {
+		ssize_t n = read(in->fd, in->buf + off, INPUT_CHUNK - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			in->eof = true;
+		return n;
+	}
+}
+
 /* Plain read of the next chunk of the fd (after the detection head). */
 static ssize_t input_read_fd(struct input *in, const void **ret)
 {
@@ -39,17 +54,9 @@ static ssize_t input_read_fd(struct input *in, const void **ret)
 	}
 	if (in->eof)
 		return 0;
-	for (;;) {
-		ssize_t n = read(in->fd, in->buf, INPUT_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			in->eof = true;
-		*ret = in->buf;
-		return n;
-	}
+	ssize_t n = read_some(in, 0);
+	*ret = in->buf;
+	return n;
 }
 
 static ssize_t dec_read_cb(struct archive *a, void *u, const void **buf)
@@ -139,13 +146,9 @@ int input_open(struct input *in, int fd)
 	if (!(in->buf = malloc(INPUT_CHUNK)))
 		return -ENOMEM;
 	while (in->head_len < 16 && !in->eof) {
-		ssize_t n = read(fd, in->buf + in->head_len, INPUT_CHUNK - in->head_len);
-		if (n < 0 && errno == EINTR)
-			continue;
+		ssize_t n = read_some(in, in->head_len);
 		if (n < 0)
-			return -errno;
-		if (n == 0)
-			in->eof = true;
+			return (int)n;
 		in->head_len += (size_t)n;
 	}
 	in->head_pending = true;

@@ -21,6 +21,12 @@ daemon_pid() {
 	cat "$ROOT/.strata/pids/$1"
 }
 
+# Kills layer $1's daemon (SIGKILL) and waits until its mount is dead.
+kill_daemon() {
+	kill -9 "$(daemon_pid "$1")"
+	for _ in $(seq 50); do stat -f "$ROOT/mnt/$1" 2>&1 | grep -q 'not connected' && break; sleep 0.1; done
+}
+
 @test "status shows the engine chosen at init" {
 	run strata status
 	[[ "$output" == *"Engine: fuse"* ]]
@@ -129,8 +135,7 @@ daemon_pid() {
 	strata create base
 	strata create a --parent base
 	strata mount a
-	kill -9 "$(daemon_pid a)"
-	for _ in $(seq 50); do stat -f "$ROOT/mnt/a" 2>&1 | grep -q 'not connected' && break; sleep 0.1; done
+	kill_daemon a
 	run strata status
 	[[ "$output" == *"Dead Mounts: 1"* ]]
 	run strata init
@@ -178,8 +183,7 @@ daemon_pid() {
 	strata create kid --parent base
 	echo hi >"$ROOT/diff/base/f"
 	strata mount kid
-	kill -9 "$(daemon_pid kid)"
-	for _ in $(seq 50); do stat -f "$ROOT/mnt/kid" 2>&1 | grep -q 'not connected' && break; sleep 0.1; done
+	kill_daemon kid
 	run strata status
 	[[ "$output" == *"Dead Mounts: 1"* ]]
 	# mount: detached and made again, the count goes on
@@ -187,14 +191,12 @@ daemon_pid() {
 	[ "$(cat "$ROOT/mnt/kid/f")" = hi ]
 	[ "$(count_of kid)" = 2 ]
 	# unmount of one user while dead: the other user gets the view back
-	kill -9 "$(daemon_pid kid)"
-	for _ in $(seq 50); do stat -f "$ROOT/mnt/kid" 2>&1 | grep -q 'not connected' && break; sleep 0.1; done
+	kill_daemon kid
 	strata unmount kid
 	[ "$(cat "$ROOT/mnt/kid/f")" = hi ]
 	[ "$(count_of kid)" = 1 ]
 	# rm of a dead mount
-	kill -9 "$(daemon_pid kid)"
-	for _ in $(seq 50); do stat -f "$ROOT/mnt/kid" 2>&1 | grep -q 'not connected' && break; sleep 0.1; done
+	kill_daemon kid
 	strata rm kid
 	[ ! -e "$ROOT/mnt/kid" ]
 	run strata status

@@ -11,13 +11,8 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "hashset.h"
 #include "sfs.h"
-
-/* A set of names: open addressing, grows at half full. */
-struct nameset {
-	char **slots;
-	size_t size, count;
-};
 
 static size_t str_hash(const char *s)
 {
@@ -26,45 +21,6 @@ static size_t str_hash(const char *s)
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	return (size_t)h;
-}
-
-/* Adds @name (not copied: the caller keeps it alive). 1 if added, 0 if present, -ENOMEM. */
-static int nameset_add(struct nameset *s, char *name)
-{
-	if ((s->count + 1) * 2 > s->size) {
-		size_t nsize = s->size ? s->size * 2 : 64;
-		char **ns = calloc(nsize, sizeof(*ns));
-		if (!ns)
-			return -ENOMEM;
-		for (size_t i = 0; i < s->size; i++) {
-			if (!s->slots[i])
-				continue;
-			size_t j = str_hash(s->slots[i]) & (nsize - 1);
-			while (ns[j])
-				j = (j + 1) & (nsize - 1);
-			ns[j] = s->slots[i];
-		}
-		free(s->slots);
-		s->slots = ns;
-		s->size = nsize;
-	}
-	size_t i = str_hash(name) & (s->size - 1);
-	for (; s->slots[i]; i = (i + 1) & (s->size - 1))
-		if (!strcmp(s->slots[i], name))
-			return 0;
-	s->slots[i] = name;
-	s->count++;
-	return 1;
-}
-
-static bool nameset_has(const struct nameset *s, const char *name)
-{
-	if (!s->size)
-		return false;
-	for (size_t i = str_hash(name) & (s->size - 1); s->slots[i]; i = (i + 1) & (s->size - 1))
-		if (!strcmp(s->slots[i], name))
-			return true;
-	return false;
 }
 
 /* Index of a name in a listing: a map of entry indexes; SIZE_MAX if absent. */
@@ -220,27 +176,6 @@ static int read_layer(struct sfs_fs *fs, int b, const char *path, struct raw_ent
 	return 0;
 }
 
-static void nameset_free(struct nameset *s)
-{
-	for (size_t i = 0; i < s->size; i++)
-		free(s->slots[i]);
-	free(s->slots);
-}
-
-/* Adds a copy of @name. */
-static int nameset_add_copy(struct nameset *s, const char *name)
-{
-	if (nameset_has(s, name))
-		return 0;
-	char *c = strdup(name);
-	if (!c)
-		return -ENOMEM;
-	int r = nameset_add(s, c);
-	if (r <= 0)
-		free(c);
-	return r;
-}
-
 /*
  * Layer @i of a directory's merge list holds @v: the directories already listed from the
  * layers above learn whether layer @i merges into them. Its whiteouts (@wh) end them
@@ -248,10 +183,10 @@ static int nameset_add_copy(struct nameset *s, const char *name)
  * anything else ends them.
  */
 static int note_lower(struct sfs_listing *l, const struct sfs_name_index *x, int b,
-		      const struct raw_ent *v, size_t n, const struct nameset *wh)
+		      const struct raw_ent *v, size_t n, const struct strset *wh)
 {
-	for (size_t i = 0; i < wh->size; i++) {
-		size_t k = wh->slots[i] ? index_find(x, wh->slots[i]) : SIZE_MAX;
+	for (size_t i = 0; i < wh->cap; i++) {
+		size_t k = wh->slot[i] ? index_find(x, wh->slot[i]) : SIZE_MAX;
 		if (k != SIZE_MAX)
 			l->ents[k].lower_closed = true;
 	}
@@ -279,7 +214,7 @@ static int note_lower(struct sfs_listing *l, const struct sfs_name_index *x, int
 static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret)
 {
 	char path[PATH_MAX];
-	struct nameset hidden = { 0 };
+	struct strset hidden = { 0 };
 	struct sfs_name_index x = { 0 };
 	size_t cap = 0;
 	int r;
@@ -306,7 +241,7 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 	for (int i = 0; i < dir->nlayers; i++) {
 		int b = dir->layers[i];
 		struct raw_ent *v = NULL;
-		struct nameset wh = { 0 };
+		struct strset wh = { 0 };
 		size_t n = 0;
 
 		r = read_layer(fs, b, path, &v, &n);
@@ -319,17 +254,17 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 				t = v[j].name;
 			if (!t)
 				continue;
-			r = nameset_add_copy(&hidden, t);
+			r = strset_add(&hidden, t);
 			if (r >= 0)
-				r = nameset_add_copy(&wh, t);
+				r = strset_add(&wh, t);
 		}
 		/* what this layer adds to the directories of the layers above */
 		if (r >= 0 && i > 0)
 			r = note_lower(l, &x, b, v, n, &wh);
-		nameset_free(&wh);
+		strset_clear(&wh);
 		for (size_t j = 0; j < n && r >= 0; j++) {
 			const char *name = v[j].name;
-			if (wh_is_whiteout(name) || v[j].type == DT_WHT || nameset_has(&hidden, name) ||
+			if (wh_is_whiteout(name) || v[j].type == DT_WHT || strset_has(&hidden, name) ||
 			    index_find(&x, name) != SIZE_MAX)
 				continue;
 			struct stat st = { .st_ino = v[j].ino };
@@ -345,7 +280,7 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 		if (r < 0)
 			goto fail;
 	}
-	nameset_free(&hidden);
+	strset_clear(&hidden);
 	if (!(l->index = malloc(sizeof(*l->index)))) {
 		r = -ENOMEM;
 		goto fail;
@@ -356,7 +291,7 @@ static int listing_build(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_lis
 	return 0;
 fail:
 	free(x.slots);
-	nameset_free(&hidden);
+	strset_clear(&hidden);
 	listing_free(l);
 	return r;
 }

@@ -463,6 +463,98 @@ static int replace(struct apply *ap, int pfd, const char *base)
 	return 0;
 }
 
+/* Where read_data() puts an entry's blocks: 0, or an error already described. */
+typedef int (*data_sink_fn)(struct apply *ap, void *u, const void *buf, size_t n, int64_t off);
+
+/*
+ * Reads a regular file's data, each block to @sink at its offset, while the
+ * stream recorder keeps the file's size and CRC (the data itself is on disk).
+ * Sparse data stays in the record's segments. Returns the bytes read, or the
+ * failure as fail_entry() describes it.
+ */
+static int64_t read_data(struct apply *ap, struct archive *a, struct archive_entry *e,
+			 struct recorder *rec, const char *tarname, data_sink_fn sink, void *u)
+{
+	int64_t size = archive_entry_size(e);
+	bool sparse = archive_entry_sparse_count(e) > 0;
+	bool record = rec->ts && !rec->broken && !sparse && size > 0;
+	uint64_t crc = 0, got = 0;
+	int r;
+
+	if (record)
+		rec_payload(rec, (uint64_t)archive_filter_bytes(a, 0), (uint64_t)size);
+	for (;;) {
+		const void *buf;
+		size_t n;
+		la_int64_t off;
+		r = archive_read_data_block(a, &buf, &n, &off);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+			return fail_data(ap, rec, a);
+		if ((r = sink(ap, u, buf, n, off)) < 0)
+			return r;
+		if (record)
+			crc = crc64_iso_update(crc, buf, n);
+		got += n;
+		if (ap->progress && ap->progress->fn && (got & ((8 << 20) - 1)) < n)
+			ap->progress->fn(ap->progress->userdata, rec->fed, ap->entries);
+	}
+	if (record) {
+		if (got != (uint64_t)size)
+			rec_abandon(rec);
+		else if ((r = tarsplit_add_file(rec->ts, tarname, size, crc)) < 0)
+			return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+	} else if (rec->ts && !rec->broken) {
+		if (sparse) {
+			/* Sparse data stays in segments: flush what libarchive has consumed. */
+			r = rec_segment_until(rec, (uint64_t)archive_filter_bytes(a, 0));
+			if (r < 0)
+				return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+		}
+		if ((r = tarsplit_add_file(rec->ts, tarname, 0, 0)) < 0)
+			return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+	}
+	return (int64_t)got;
+}
+
+/* A queued file's data goes to its job's buffer, in order and within its size. */
+static int sink_job(struct apply *ap, void *u, const void *buf, size_t n, int64_t off)
+{
+	struct fp_job *j = u;
+
+	if (off < 0 || (uint64_t)off != j->filled || n > j->len - j->filled)
+		return fail_entry(ap, EBADMSG, "has data out of place");
+	memcpy(j->data + j->filled, buf, n);
+	j->filled += n;
+	return 0;
+}
+
+/* Data written on this thread: sparse blocks are sought to, leaving holes. */
+struct fd_sink {
+	int fd;
+	int64_t pos, size;
+};
+
+static int sink_fd(struct apply *ap, void *u, const void *buf, size_t n, int64_t off)
+{
+	struct fd_sink *f = u;
+	int r;
+
+	if (off != f->pos) {
+		if (off < f->pos || off > f->size)
+			return fail_entry(ap, EBADMSG, "has overlapping data");
+		if (lseek(f->fd, off, SEEK_SET) < 0)
+			return fail_entry(ap, errno, "cannot seek: %m");
+		f->pos = off;
+	}
+	r = write_all(f->fd, buf, n);
+	if (r < 0)
+		return fail_entry(ap, -r, "cannot be written: %s", strerror(-r));
+	f->pos += (int64_t)n;
+	return 0;
+}
+
 /*
  * Queues a regular file for the pool: its content is read here (recorded, checksummed)
  * and copied into the job; a worker creates the file.
@@ -472,8 +564,7 @@ static int queue_file(struct apply *ap, struct archive *a, struct archive_entry 
 {
 	int64_t size = archive_entry_size(e);
 	struct fp_job *j = calloc(1, sizeof(*j));
-	uint64_t crc = 0;
-	size_t pos = 0;
+	int64_t got;
 	int r;
 
 	if (!j)
@@ -513,41 +604,12 @@ static int queue_file(struct apply *ap, struct archive *a, struct archive_entry 
 		}
 	}
 
-	uint64_t data_start = (uint64_t)archive_filter_bytes(a, 0);
-	bool record = rec->ts && !rec->broken && size > 0;
-	if (record)
-		rec_payload(rec, data_start, (uint64_t)size);
-	for (;;) {
-		const void *buf;
-		size_t n;
-		la_int64_t off;
-		r = archive_read_data_block(a, &buf, &n, &off);
-		if (r == ARCHIVE_EOF)
-			break;
-		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-			fp_job_free(j);
-			return fail_data(ap, rec, a);
-		}
-		if (off < 0 || (uint64_t)off != pos || n > j->len - pos) {
-			fp_job_free(j);
-			return fail_entry(ap, EBADMSG, "has data out of place");
-		}
-		memcpy(j->data + pos, buf, n);
-		if (record)
-			crc = crc64_iso_update(crc, buf, n);
-		pos += n;
-	}
-	if (pos != j->len) {
+	got = read_data(ap, a, e, rec, tarname, sink_job, j);
+	if (got >= 0 && j->filled != j->len)
+		got = fail_entry(ap, EBADMSG, "has less data than its size");
+	if (got < 0) {
 		fp_job_free(j);
-		return fail_entry(ap, EBADMSG, "has less data than its size");
-	}
-	if (record && (r = tarsplit_add_file(rec->ts, tarname, size, crc)) < 0) {
-		fp_job_free(j);
-		return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
-	}
-	if (!record && rec->ts && !rec->broken && (r = tarsplit_add_file(rec->ts, tarname, 0, 0)) < 0) {
-		fp_job_free(j);
-		return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
+		return (int)got;
 	}
 	ap->size += size;
 	r = file_pool_push(ap->pool, j);
@@ -584,9 +646,6 @@ static int write_file(struct apply *ap, struct archive *a, struct archive_entry 
 		return queue_file(ap, a, e, rec, base, tarname);
 
 	int64_t size = archive_entry_size(e);
-	bool sparse = archive_entry_sparse_count(e) > 0;
-	uint64_t crc = 0, got = 0;
-	int64_t pos = 0;
 	_cleanup_close_ int fd = -1;
 	int r;
 
@@ -600,53 +659,12 @@ static int write_file(struct apply *ap, struct archive *a, struct archive_entry 
 	if (fd < 0)
 		return fail_entry(ap, errno, "cannot create: %m");
 
-	uint64_t data_start = (uint64_t)archive_filter_bytes(a, 0);
-	bool record = rec->ts && !rec->broken && !sparse && size > 0;
-	if (record)
-		rec_payload(rec, data_start, (uint64_t)size);
-	for (;;) {
-		const void *buf;
-		size_t n;
-		la_int64_t off;
-		r = archive_read_data_block(a, &buf, &n, &off);
-		if (r == ARCHIVE_EOF)
-			break;
-		if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-			return fail_data(ap, rec, a);
-		if (off != pos) {
-			if (off < pos || off > size)
-				return fail_entry(ap, EBADMSG, "has overlapping data");
-			if (lseek(fd, off, SEEK_SET) < 0)
-				return fail_entry(ap, errno, "cannot seek: %m");
-			pos = off;
-		}
-		if (record)
-			crc = crc64_iso_update(crc, buf, n);
-		r = write_all(fd, buf, n);
-		if (r < 0)
-			return fail_entry(ap, -r, "cannot be written: %s", strerror(-r));
-		pos += (int64_t)n;
-		got += n;
-		if (ap->progress && ap->progress->fn && (got & ((8 << 20) - 1)) < n)
-			ap->progress->fn(ap->progress->userdata, rec->fed, ap->entries);
-	}
-	if (pos < size && ftruncate(fd, size) < 0)
+	struct fd_sink f = { .fd = fd, .size = size };
+	int64_t got = read_data(ap, a, e, rec, tarname, sink_fd, &f);
+	if (got < 0)
+		return (int)got;
+	if (f.pos < size && ftruncate(fd, size) < 0)
 		return fail_entry(ap, errno, "cannot be extended: %m");
-	if (record) {
-		if (got != (uint64_t)size)
-			rec_abandon(rec);
-		else if ((r = tarsplit_add_file(rec->ts, tarname, size, crc)) < 0)
-			return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
-	} else if (rec->ts && !rec->broken) {
-		if (sparse) {
-			/* Sparse data stays in segments: flush what libarchive has consumed. */
-			r = rec_segment_until(rec, (uint64_t)archive_filter_bytes(a, 0));
-			if (r < 0)
-				return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
-		}
-		if ((r = tarsplit_add_file(rec->ts, tarname, 0, 0)) < 0)
-			return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
-	}
 	ap->size += size;
 	return set_meta(ap, e, fd, pfd, base, false);
 }

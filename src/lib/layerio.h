@@ -164,6 +164,7 @@ struct fp_job {
 	char *name;            /* the entry's name in the tar, for messages */
 	unsigned char *data;
 	size_t len;
+	size_t filled;         /* bytes of data read so far */
 	uint32_t uid, gid;
 	mode_t mode;
 	struct timespec ts[2];

@@ -420,7 +420,7 @@ int exporter_new(struct strata *s, const char *id, int out_fd,
 	/* Restricted pax: an extended header only where ustar cannot say it, as Go does. */
 	if (archive_write_set_format_pax_restricted(ex->a) != ARCHIVE_OK ||
 	    archive_write_set_format_option(ex->a, "pax", "xattrheader", "SCHILY") < ARCHIVE_WARN ||
-	    archive_write_set_bytes_per_block(ex->a, 10240) != ARCHIVE_OK ||
+	    archive_write_set_bytes_per_block(ex->a, 65536) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(ex->a, 1) != ARCHIVE_OK ||
 	    archive_write_open_fd(ex->a, out_fd) != ARCHIVE_OK) {
 		int r = strata_fail(err, EIO, "diff '%s': cannot start the tar: %s", id,

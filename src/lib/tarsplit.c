@@ -4,9 +4,11 @@
  * gzip'd JSON lines, a segment of raw tar bytes or a file's name, size and
  * CRC-64 each, from which the applied tar is rebuilt byte for byte.
  */
+#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -46,25 +48,28 @@ static size_t b64_encode(const unsigned char *in, size_t len, char *out)
 	return o;
 }
 
+static signed char b64_rev[256];
+static pthread_once_t b64_rev_once = PTHREAD_ONCE_INIT;
+
+static void b64_rev_init(void)
+{
+	memset(b64_rev, -1, sizeof(b64_rev));
+	for (int i = 0; i < 64; i++)
+		b64_rev[(unsigned char)b64chars[i]] = (signed char)i;
+}
+
 /* Decodes standard base64 into @out (room for 3*len/4 bytes); -EBADMSG on bad input. */
 static ssize_t b64_decode(const char *in, size_t len, unsigned char *out)
 {
-	static signed char rev[256];
-	static bool init;
 	size_t o = 0;
 	uint32_t acc = 0;
 	int bits = 0;
 
-	if (!init) {
-		memset(rev, -1, sizeof(rev));
-		for (int i = 0; i < 64; i++)
-			rev[(unsigned char)b64chars[i]] = (signed char)i;
-		init = true;
-	}
+	pthread_once(&b64_rev_once, b64_rev_init);
 	while (len > 0 && in[len - 1] == '=')
 		len--;
 	for (size_t i = 0; i < len; i++) {
-		int v = rev[(unsigned char)in[i]];
+		int v = b64_rev[(unsigned char)in[i]];
 		if (v < 0)
 			return -EBADMSG;
 		acc = acc << 6 | (uint32_t)v;
@@ -290,7 +295,46 @@ int tarsplit_remove(struct strata *s, const char *id)
 	return 0;
 }
 
-/* Reads one line of any length; 0 at the end, 1 with a line, -errno. */
+/* ---- rebuilding a tar from its record ---- */
+
+/*
+ * Rebuilding is a pipeline of two threads. A reader thread inflates and decodes the record
+ * and reads the layer's files, checking each one's size and CRC, into a few recycled
+ * chunks of output; the calling thread writes the chunks out in order. Headers and small
+ * files thus leave in large writes, memory stays at a few chunks whatever the layer's size,
+ * and the two halves of the work run on two CPUs.
+ */
+#define LINE_MAX_BYTES (64 * 1024 * 1024)
+#define CHUNK_SIZE (256 * 1024)
+#define CHUNKS 8
+
+struct ts_chunk {
+	struct ts_chunk *next;
+	size_t len;
+	uint64_t bytes, entries; /* progress, once this chunk is out */
+	unsigned char data[CHUNK_SIZE];
+};
+
+struct ts_pipe {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct ts_chunk *full, **full_tail; /* for the writer, in order */
+	struct ts_chunk *free;              /* for the reader */
+	bool stop;                          /* the writer gave up */
+	bool done;                          /* the reader ended, with: */
+	int err;                            /* 0 at the end of the record, or -errno */
+	char *bad;                          /* the file that failed its check, if one did */
+
+	/* the reader's own */
+	gzFile gz;
+	int layer_fd;
+	struct ts_chunk *cur;
+	uint64_t bytes, entries;
+	unsigned char *scratch;
+	size_t scratch_cap;
+};
+
+/* Reads one line of at most LINE_MAX_BYTES; 0 at the end, 1 with a line, -errno. */
 static int gz_getline(gzFile gz, char **buf, size_t *cap, size_t *ret_len)
 {
 	size_t len = 0;
@@ -298,6 +342,8 @@ static int gz_getline(gzFile gz, char **buf, size_t *cap, size_t *ret_len)
 	for (;;) {
 		if (*cap - len < 4096) {
 			size_t ncap = *cap ? *cap * 2 : 65536;
+			if (ncap > LINE_MAX_BYTES + 4096)
+				return -EBADMSG;
 			char *n = realloc(*buf, ncap);
 			if (!n)
 				return -ENOMEM;
@@ -319,28 +365,77 @@ static int gz_getline(gzFile gz, char **buf, size_t *cap, size_t *ret_len)
 	return len > 0;
 }
 
-/* Streams @size bytes of the file @name of the layer to @out, checking size and CRC. */
-static int assemble_file(int layer_fd, int out_fd, const char *name, int64_t size,
-			 const unsigned char *want, size_t want_len, unsigned char *buf)
+/* Hands the current chunk, if any, to the writer. */
+static void pipe_push(struct ts_pipe *p)
 {
-	char clean[PATH_MAX];
-	struct stat st;
-	uint64_t crc = 0;
-	int r;
+	struct ts_chunk *c = p->cur;
 
-	r = tar_path_clean(name, clean, sizeof(clean));
-	if (r < 0)
-		return r == -EXDEV ? -EXDEV : -EBADMSG;
-	_cleanup_close_ int fd = layer_openat(layer_fd, clean, O_RDONLY | O_NOCTTY, 0);
-	if (fd < 0)
-		return fd == -ENOENT ? -EBADMSG : fd;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode) || st.st_size != size)
-		return -EBADMSG;
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	for (int64_t left = size; left > 0;) {
-		ssize_t n = read(fd, buf, left > COPY_BUF ? COPY_BUF : (size_t)left);
+	if (!c)
+		return;
+	p->cur = NULL;
+	c->bytes = p->bytes;
+	c->entries = p->entries;
+	c->next = NULL;
+	pthread_mutex_lock(&p->lock);
+	*p->full_tail = c;
+	p->full_tail = &c->next;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* A chunk with room in it; NULL once the writer has given up. */
+static struct ts_chunk *pipe_room(struct ts_pipe *p)
+{
+	if (p->cur && p->cur->len < CHUNK_SIZE)
+		return p->cur;
+	pipe_push(p);
+	pthread_mutex_lock(&p->lock);
+	while (!p->free && !p->stop)
+		pthread_cond_wait(&p->cond, &p->lock);
+	if (!p->stop) {
+		p->cur = p->free;
+		p->free = p->cur->next;
+		p->cur->len = 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return p->cur;
+}
+
+static int pipe_put(struct ts_pipe *p, const unsigned char *data, size_t len)
+{
+	while (len > 0) {
+		struct ts_chunk *c = pipe_room(p);
+		if (!c)
+			return -ECANCELED;
+		size_t n = CHUNK_SIZE - c->len < len ? CHUNK_SIZE - c->len : len;
+		memcpy(c->data + c->len, data, n);
+		c->len += n;
+		data += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Decodes base64 @p64 into the reader's scratch buffer; its length or -errno. */
+static ssize_t decode_scratch(struct ts_pipe *p, const char *p64)
+{
+	size_t plen = strlen(p64);
+
+	if (p->scratch_cap < plen / 4 * 3 + 4) {
+		unsigned char *n = realloc(p->scratch, plen / 4 * 3 + 4);
+		if (!n)
+			return -ENOMEM;
+		p->scratch = n;
+		p->scratch_cap = plen / 4 * 3 + 4;
+	}
+	return b64_decode(p64, plen, p->scratch);
+}
+
+/* Reads exactly @len bytes of @fd into @buf; -EBADMSG if the file is shorter. */
+static int read_exact(int fd, unsigned char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = read(fd, buf, len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -348,18 +443,150 @@ static int assemble_file(int layer_fd, int out_fd, const char *name, int64_t siz
 		}
 		if (n == 0)
 			return -EBADMSG;
-		crc = crc64_iso_update(crc, buf, (size_t)n);
-		r = write_all(out_fd, buf, (size_t)n);
-		if (r < 0)
-			return r;
-		left -= n;
+		buf += n;
+		len -= (size_t)n;
 	}
+	return 0;
+}
+
+/* Puts the layer's file @name out, checking its @size and that its CRC is @want. */
+static int put_file(struct ts_pipe *p, const char *name, int64_t size, const unsigned char *want,
+		    size_t want_len)
+{
+	char clean[PATH_MAX];
+	struct stat st;
+	uint64_t crc = 0;
+	int r;
+
 	if (want_len != 8)
 		return -EBADMSG;
+	r = tar_path_clean(name, clean, sizeof(clean));
+	if (r < 0)
+		return r == -EXDEV ? -EXDEV : -EBADMSG;
+	_cleanup_close_ int fd = layer_openat(p->layer_fd, clean, O_RDONLY | O_NOCTTY, 0);
+	if (fd < 0)
+		return fd == -ENOENT ? -EBADMSG : fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_size != size)
+		return -EBADMSG;
+	if (size > CHUNK_SIZE)
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	for (int64_t left = size; left > 0;) {
+		struct ts_chunk *c = pipe_room(p);
+		if (!c)
+			return -ECANCELED;
+		size_t n = CHUNK_SIZE - c->len < (uint64_t)left ? CHUNK_SIZE - c->len : (size_t)left;
+		r = read_exact(fd, c->data + c->len, n);
+		if (r < 0)
+			return r;
+		crc = crc64_iso_update(crc, c->data + c->len, n);
+		c->len += n;
+		left -= (int64_t)n;
+	}
 	for (int i = 0; i < 8; i++)
 		if (want[i] != (unsigned char)(crc >> (56 - 8 * i)))
 			return -EBADMSG;
 	return 0;
+}
+
+/* A JSON number that is a whole number a double holds exactly (0 if absent), or -1. */
+static int64_t json_whole(const cJSON *n)
+{
+	if (!cJSON_IsNumber(n))
+		return 0;
+	double d = n->valuedouble;
+	return d >= 0 && d <= 9007199254740992.0 && d == (double)(int64_t)d ? (int64_t)d : -1;
+}
+
+static int put_file_entry(struct ts_pipe *p, const cJSON *e, const unsigned char *want,
+			  size_t want_len)
+{
+	const cJSON *jn = cJSON_GetObjectItemCaseSensitive(e, "name");
+	const cJSON *jr = cJSON_GetObjectItemCaseSensitive(e, "name_raw");
+	int64_t size = json_whole(cJSON_GetObjectItemCaseSensitive(e, "size"));
+	_cleanup_free_ char *raw = NULL;
+	const char *name;
+	int r;
+
+	if (cJSON_IsString(jn)) {
+		name = jn->valuestring;
+	} else if (cJSON_IsString(jr)) {
+		/* not UTF-8: tar-split keeps such a name in base64 */
+		size_t rlen = strlen(jr->valuestring);
+		if (!(raw = malloc(rlen / 4 * 3 + 4)))
+			return -ENOMEM;
+		ssize_t m = b64_decode(jr->valuestring, rlen, (unsigned char *)raw);
+		if (m < 0 || memchr(raw, '\0', (size_t)m))
+			return -EBADMSG;
+		raw[m] = '\0';
+		name = raw;
+	} else {
+		return -EBADMSG;
+	}
+	if (size < 0)
+		return -EBADMSG;
+	p->entries++;
+	if (size == 0)
+		return 0;
+	r = put_file(p, name, size, want, want_len);
+	if ((r == -EBADMSG || r == -EXDEV) && !p->bad)
+		p->bad = strdup(name);
+	p->bytes += (uint64_t)size;
+	return r;
+}
+
+/*
+ * One JSON line of the record. The lines are read with cJSON, many times faster than
+ * jansson on long strings; it keeps strings NUL-terminated, so a line whose strings may
+ * hold an escaped NUL is refused (no tar name holds one, and jansson refuses them too).
+ */
+static int assemble_line(struct ts_pipe *p, const char *line, size_t len)
+{
+	cJSON *e = cJSON_ParseWithLength(line, len);
+	int r = -EBADMSG;
+
+	if (!cJSON_IsObject(e) || memmem(line, len, "\\u0000", 6))
+		goto out;
+	const cJSON *jp = cJSON_GetObjectItemCaseSensitive(e, "payload");
+	ssize_t n = decode_scratch(p, cJSON_IsString(jp) ? jp->valuestring : "");
+	if (n < 0) {
+		r = (int)n;
+		goto out;
+	}
+	switch (json_whole(cJSON_GetObjectItemCaseSensitive(e, "type"))) {
+	case TS_SEGMENT:
+		r = pipe_put(p, p->scratch, (size_t)n);
+		p->bytes += (uint64_t)n;
+		break;
+	case TS_FILE:
+		r = put_file_entry(p, e, p->scratch, (size_t)n);
+		break;
+	}
+out:
+	cJSON_Delete(e);
+	return r;
+}
+
+static void *reader_thread(void *arg)
+{
+	struct ts_pipe *p = arg;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0, len;
+	int r;
+
+	while ((r = gz_getline(p->gz, &line, &cap, &len)) > 0) {
+		r = assemble_line(p, line, len);
+		if (r < 0)
+			break;
+	}
+	pipe_push(p);
+	pthread_mutex_lock(&p->lock);
+	p->done = true;
+	p->err = r < 0 ? r : 0;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
 }
 
 static void gzclosep(gzFile *gz)
@@ -372,11 +599,15 @@ int tarsplit_assemble(int record_fd, int layer_fd, int out_fd,
 		      const struct strata_progress *progress, char **ret_bad)
 {
 	_cleanup_(gzclosep) gzFile gz = gzdopen(record_fd, "rb");
-	_cleanup_free_ char *line = NULL;
-	_cleanup_free_ unsigned char *buf = NULL, *payload = NULL;
-	size_t cap = 0, payload_cap = 0, len;
-	uint64_t bytes = 0, entries = 0;
-	int r;
+	_cleanup_free_ struct ts_chunk *chunks = NULL;
+	struct ts_pipe p = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.gz = gz,
+		.layer_fd = layer_fd,
+	};
+	pthread_t reader;
+	int r = 0;
 
 	*ret_bad = NULL;
 	if (!gz) {
@@ -384,73 +615,47 @@ int tarsplit_assemble(int record_fd, int layer_fd, int out_fd,
 		return -ENOMEM;
 	}
 	gzbuffer(gz, 256 * 1024);
-	if (!(buf = malloc(COPY_BUF)))
+	if (!(chunks = malloc(CHUNKS * sizeof(*chunks))))
 		return -ENOMEM;
-	while ((r = gz_getline(gz, &line, &cap, &len)) > 0) {
-		json_error_t jerr;
-		json_t *e = json_loadb(line, len, 0, &jerr);
-		if (!e || !json_is_object(e)) {
-			json_decref(e);
-			return -EBADMSG;
-		}
-		json_int_t type = json_integer_value(json_object_get(e, "type"));
-		json_t *jp = json_object_get(e, "payload");
-		const char *p64 = json_is_string(jp) ? json_string_value(jp) : "";
-		size_t plen = strlen(p64);
-		if (payload_cap < plen / 4 * 3 + 4) {
-			unsigned char *np = realloc(payload, plen / 4 * 3 + 4);
-			if (!np) {
-				json_decref(e);
-				return -ENOMEM;
-			}
-			payload = np;
-			payload_cap = plen / 4 * 3 + 4;
-		}
-		ssize_t n = b64_decode(p64, plen, payload);
-		if (n < 0) {
-			json_decref(e);
-			return -EBADMSG;
-		}
-		if (type == TS_SEGMENT) {
-			r = write_all(out_fd, payload, (size_t)n);
-			bytes += (uint64_t)n;
-		} else if (type == TS_FILE) {
-			json_int_t size = json_integer_value(json_object_get(e, "size"));
-			const char *name = json_string_value(json_object_get(e, "name"));
-			_cleanup_free_ char *raw = NULL;
-			if (!name) {
-				const char *r64 = json_string_value(json_object_get(e, "name_raw"));
-				size_t rlen = r64 ? strlen(r64) : 0;
-				if (!r64 || !(raw = malloc(rlen / 4 * 3 + 4))) {
-					json_decref(e);
-					return r64 ? -ENOMEM : -EBADMSG;
-				}
-				ssize_t m = b64_decode(r64, rlen, (unsigned char *)raw);
-				if (m < 0) {
-					json_decref(e);
-					return -EBADMSG;
-				}
-				raw[m] = '\0';
-				name = raw;
-			}
-			r = 0;
-			if (size > 0) {
-				r = assemble_file(layer_fd, out_fd, name, size, payload, (size_t)n, buf);
-				if (r == -EBADMSG || r == -EXDEV)
-					*ret_bad = strdup(name);
-				bytes += (uint64_t)size;
-			} else if (size < 0)
-				r = -EBADMSG;
-			entries++;
-			if (progress && progress->fn && (entries & 255) == 0)
-				progress->fn(progress->userdata, bytes, entries);
-		} else
-			r = -EBADMSG;
-		json_decref(e);
-		if (r < 0)
-			return r;
+	for (int i = 0; i < CHUNKS; i++) {
+		chunks[i].next = p.free;
+		p.free = &chunks[i];
 	}
-	if (r == 0 && progress && progress->fn)
-		progress->fn(progress->userdata, bytes, entries);
+	p.full_tail = &p.full;
+	r = -pthread_create(&reader, NULL, reader_thread, &p);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&p.lock);
+	for (;;) {
+		while (!p.full && !p.done)
+			pthread_cond_wait(&p.cond, &p.lock);
+		struct ts_chunk *c = p.full;
+		if (!c)
+			break;
+		p.full = c->next;
+		if (!p.full)
+			p.full_tail = &p.full;
+		pthread_mutex_unlock(&p.lock);
+		r = write_all(out_fd, c->data, c->len);
+		if (r == 0 && progress && progress->fn)
+			progress->fn(progress->userdata, c->bytes, c->entries);
+		pthread_mutex_lock(&p.lock);
+		c->next = p.free;
+		p.free = c;
+		pthread_cond_broadcast(&p.cond);
+		if (r < 0) {
+			p.stop = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p.lock);
+	pthread_join(reader, NULL);
+	free(p.scratch);
+	if (r == 0 && p.err < 0) {
+		r = p.err;
+		*ret_bad = p.bad;
+	} else {
+		free(p.bad);
+	}
 	return r;
 }

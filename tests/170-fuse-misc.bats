@@ -110,6 +110,24 @@ per_test_setup() { sfs_require; }
 	"$SFS_PROBE" excl "$TEST_DIR/mnt/a"
 }
 
+@test "fuse: a new 0444 file takes the writes of the open that made it, for root and for a user" {
+	sfs_mount_small allow_other
+	"$SFS_PROBE" create-ro "$TEST_DIR/mnt/ro-root"
+	[ "$(cat "$TEST_DIR/up/ro-root")" = fresh ]
+	[ "$(stat -c %a "$TEST_DIR/up/ro-root")" = 444 ]
+	mkdir -m 1777 "$TEST_DIR/mnt/shared"
+	# a copy the user can reach, wherever the build is
+	cp "$SFS_PROBE" "$TEST_DIR/probe"
+	chmod 755 "$TEST_DIR" "$TEST_DIR/probe"
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$TEST_DIR/probe" create-ro "$TEST_DIR/mnt/shared/ro-user"
+	[ "$(cat "$TEST_DIR/up/shared/ro-user")" = fresh ]
+	[ "$(stat -c '%u %g %a' "$TEST_DIR/up/shared/ro-user")" = "65534 65534 444" ]
+	# and a user may not write a file that is not theirs
+	run setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo x >> '$TEST_DIR/mnt/ro-root'"
+	[ "$status" -ne 0 ]
+	[ "$(cat "$TEST_DIR/up/ro-root")" = fresh ]
+}
+
 @test "fuse: flock and POSIX locks" {
 	sfs_mount_small
 	"$SFS_PROBE" locks "$TEST_DIR/mnt/a"

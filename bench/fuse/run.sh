@@ -4,6 +4,7 @@
 # same layer stacks of a real root file system. Never part of the test suite.
 #
 #   bench/fuse/run.sh [-r RUNS] [-l "1 8 64"] [-o OUTDIR] [-R ROOTFS] [-w WORKDIR]
+#   FSTYPES="strata overlay" WORKLOADS="create rmrf" bench/fuse/run.sh   # a subset
 #
 # ROOTFS defaults to a debootstrap --variant=minbase of Debian bookworm made once in WORKDIR.
 # Prints a markdown table of medians (seconds) and writes OUTDIR/results.csv and
@@ -43,7 +44,7 @@ fi
 big=$work/big100
 [ -e "$big" ] || head -c 100M /dev/urandom >"$big"
 
-fstypes="strata overlay fuse-overlayfs unionfs-fuse"
+fstypes=${FSTYPES:-"strata overlay fuse-overlayfs unionfs-fuse"}
 mnt=$work/mnt
 mkdir -p "$mnt"
 
@@ -109,7 +110,7 @@ w_create() { do_umount; do_mount "$1" "$2"; mkdir "$mnt/new"; local t=$(now); (c
 w_copyup() { do_umount; do_mount "$1" "$2"; local t=$(now); echo x >>"$mnt/big100"; since "$t"; }
 w_rmrf() { do_umount; do_mount "$1" "$2"; local t=$(now); rm -rf "$mnt/usr"; since "$t"; }
 
-workloads="mount walk_cold walk_warm read_cold read_warm grep_warm readdir_cold readdir_warm create copyup rmrf"
+workloads=${WORKLOADS:-"mount walk_cold walk_warm read_cold read_warm grep_warm readdir_cold readdir_warm create copyup rmrf"}
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 

@@ -172,6 +172,26 @@ static int excl(const char *path)
 	return 0;
 }
 
+/*
+ * A new file made read-only by its own mode still takes the writes of the open that made
+ * it, which is what a 0444 file written by tar or an installer needs; a second exclusive
+ * create of the name fails.
+ */
+static int create_ro(const char *path)
+{
+	char buf[16] = { 0 };
+	struct stat st;
+	int fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0444);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "fresh", 5) == 5);
+	CHECK(pread(fd, buf, sizeof(buf) - 1, 0) == 5 && !strcmp(buf, "fresh"));
+	CHECK(fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0444 && st.st_size == 5);
+	CHECK(close(fd) == 0);
+	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+	CHECK(fd < 0 && errno == EEXIST);
+	return 0;
+}
+
 /* A handle opened read-only before a copy-up reads the copied-up data after it. */
 static int handle_follows(const char *path)
 {
@@ -308,7 +328,8 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(const char *);
 	} cmds[] = {
-		{ "seekdir", seekdir_stable },	 { "excl", excl },	     { "follow", handle_follows },
+		{ "seekdir", seekdir_stable },	 { "excl", excl },
+		{ "create-ro", create_ro },	     { "follow", handle_follows },
 		{ "mmap", mmap_shared },	 { "seekhole", seek_hole },  { "locks", locks },
 		{ "append", append },		 { "utimes-ns", utimes_ns }, { "create-errno", create_errno },
 		{ "fallocate", falloc },	 { "rewind", rewind_sees },  { "unlinked-rw", unlinked_rw },

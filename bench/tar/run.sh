@@ -5,6 +5,11 @@
 #
 #   bench/tar/run.sh                      # a /usr-like layer and 100k small files
 #   SOURCES="/usr/bin /usr/include" RUNS=5 BENCH_DIR=/var/tmp/x bench/tar/run.sh
+#
+# FS=loop (the default, as root): every run extracts into a fresh ext4, made without
+# discard on a loop image in BENCH_DIR, so that no tool pays for the files an earlier run
+# removed (ext4 skips recently freed inodes, and a discard mount trims them). FS=dir:
+# extract into BENCH_DIR itself.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,7 +21,17 @@ SMALL_FILES=${SMALL_FILES:-100000}
 
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
-trap 'rm -rf "$W/out" "$W/root"' EXIT
+FS=${FS:-$([ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null && echo loop || echo dir)}
+if [ "$FS" = loop ]; then
+	D=$W/fs
+	mkdir -p "$D"
+	trap 'umount "$D" 2>/dev/null; rm -f "$W/fs.img"' EXIT
+else
+	D=$W
+	trap 'rm -rf "$W/out" "$W/root"' EXIT
+fi
+OUT=$D/out
+ROOT=$D/root
 
 # Seconds of wall time of "$@".
 timed() {
@@ -31,15 +46,27 @@ median() {
 	sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
+fresh_fs() {
+	if [ "$FS" = loop ]; then
+		umount "$D" 2>/dev/null || true
+		rm -f "$W/fs.img"
+		truncate -s 6G "$W/fs.img"
+		mkfs.ext4 -q -F -E nodiscard "$W/fs.img"
+		mount -o loop "$W/fs.img" "$D"
+	else
+		rm -rf "$OUT" "$ROOT"
+	fi
+}
+
 fresh_out() {
-	rm -rf "$W/out"
-	mkdir "$W/out"
+	fresh_fs
+	mkdir "$OUT"
 	sync
 }
 
 fresh_layer() {
-	rm -rf "$W/root"
-	"$STRATA" --root "$W/root" create L >/dev/null
+	fresh_fs
+	"$STRATA" --root "$ROOT" create L >/dev/null
 	sync
 }
 
@@ -98,34 +125,34 @@ small=$(stat -c %s "$W/small.tar")
 entries=$(tar -tf "$W/usr.tar" | wc -l)
 
 echo "Input: layer ($SOURCES) $((usr / 1000000)) MB, $entries entries; small.tar $((small / 1000000)) MB," \
-	"$SMALL_FILES files; $RUNS runs, median; $(nproc) CPUs; $(df -T "$W" | awk 'NR==2 {print $2}')."
+	"$SMALL_FILES files; $RUNS runs, median; $(nproc) CPUs; $(df -T "$W" | awk 'NR==2 {print $2}'), FS=$FS."
 echo
 echo '| operation | median | rate |'
 echo '|---|---|---|'
-S="'$STRATA' -q --root '$W/root'"
+S="'$STRATA' -q --root '$ROOT'"
 for t in usr small; do
 	bytes=$(stat -c %s "$W/$t.tar")
 	name=$t; [ "$t" = usr ] && name=layer
-	add "$name: GNU tar -xpf --xattrs" "$bytes" fresh_out "tar -xpf '$W/$t.tar' --xattrs -C '$W/out'"
+	add "$name: GNU tar -xpf --xattrs" "$bytes" fresh_out "tar -xpf '$W/$t.tar' --xattrs -C '$OUT'"
 	command -v bsdtar >/dev/null &&
-		add "$name: bsdtar -xpf" "$bytes" fresh_out "bsdtar -xpf '$W/$t.tar' -C '$W/out'"
+		add "$name: bsdtar -xpf" "$bytes" fresh_out "bsdtar -xpf '$W/$t.tar' -C '$OUT'"
 	add "$name: strata apply" "$bytes" fresh_layer "$S apply L '$W/$t.tar'"
 	add "$name: strata apply --no-tar-split" "$bytes" fresh_layer "$S apply --no-tar-split L '$W/$t.tar'"
 	add "$name: strata apply --serial" "$bytes" fresh_layer "$S apply --serial L '$W/$t.tar'"
 	add "$name: strata apply --threads" "$bytes" fresh_layer "$S apply --threads L '$W/$t.tar'"
 done
 command -v pigz >/dev/null &&
-	add "layer.gz: pigz -d | tar -xpf" "$usr" fresh_out "pigz -dc '$W/usr.tar.gz' | tar -xpf - --xattrs -C '$W/out'"
+	add "layer.gz: pigz -d | tar -xpf" "$usr" fresh_out "pigz -dc '$W/usr.tar.gz' | tar -xpf - --xattrs -C '$OUT'"
 add "layer.gz: strata apply" "$usr" fresh_layer "$S apply L '$W/usr.tar.gz'"
-add "layer.zst: zstd -d | tar -xpf" "$usr" fresh_out "zstd -dc '$W/usr.tar.zst' | tar -xpf - --xattrs -C '$W/out'"
+add "layer.zst: zstd -d | tar -xpf" "$usr" fresh_out "zstd -dc '$W/usr.tar.zst' | tar -xpf - --xattrs -C '$OUT'"
 add "layer.zst: strata apply" "$usr" fresh_layer "$S apply L '$W/usr.tar.zst'"
 run_cases
 
 # diff: of the same extracted tree, through a pipe (GNU tar skips reading for /dev/null).
 fresh_layer
-$STRATA -q --root "$W/root" apply L "$W/usr.tar" >/dev/null
+$STRATA -q --root "$ROOT" apply L "$W/usr.tar" >/dev/null
 noop() { :; }
-add "layer: GNU tar -cf - | cat" "$usr" noop "tar -cf - -C '$W/root/diff/L' . | cat >/dev/null"
+add "layer: GNU tar -cf - | cat" "$usr" noop "tar -cf - -C '$ROOT/diff/L' . | cat >/dev/null"
 add "layer: strata diff (tar-split) | cat" "$usr" noop "$S diff L | cat >/dev/null"
 add "layer: strata diff --regenerate | cat" "$usr" noop "$S diff --regenerate L | cat >/dev/null"
 run_cases

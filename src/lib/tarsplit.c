@@ -82,6 +82,17 @@ static ssize_t b64_decode(const char *in, size_t len, unsigned char *out)
 	return (ssize_t)o;
 }
 
+/*
+ * Lines are gathered in one of two buffers while a thread of the writer compresses the
+ * other: apply does not wait on zlib.
+ */
+#define LINES_BUF (256 * 1024)
+
+struct line_buf {
+	char *data;
+	size_t len, cap;
+};
+
 struct tarsplit_writer {
 	struct strata *s;
 	int fd;
@@ -91,7 +102,67 @@ struct tarsplit_writer {
 	char *line;
 	size_t line_cap;
 	bool failed;
+
+	struct line_buf bufs[2];
+	struct line_buf *cur;       /* the one being filled */
+	pthread_t zthread;
+	bool zstarted;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct line_buf *pending;   /* handed to the thread, until written */
+	bool end;                   /* no more buffers */
+	bool zfailed;               /* gzwrite failed */
 };
+
+static void *compress_thread(void *arg)
+{
+	struct tarsplit_writer *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->pending && !w->end)
+			pthread_cond_wait(&w->cond, &w->lock);
+		struct line_buf *b = w->pending;
+		if (!b)
+			break;
+		pthread_mutex_unlock(&w->lock);
+		bool ok = w->zfailed || gzwrite(w->gz, b->data, (unsigned)b->len) == (int)b->len;
+		b->len = 0;
+		pthread_mutex_lock(&w->lock);
+		if (!ok)
+			w->zfailed = true;
+		w->pending = NULL;
+		pthread_cond_broadcast(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Hands the current buffer to the thread, once it is done with the other one. */
+static int hand_over(struct tarsplit_writer *w, bool end)
+{
+	bool failed;
+
+	pthread_mutex_lock(&w->lock);
+	while (w->pending)
+		pthread_cond_wait(&w->cond, &w->lock);
+	if (w->cur->len > 0) {
+		w->pending = w->cur;
+		w->cur = w->cur == &w->bufs[0] ? &w->bufs[1] : &w->bufs[0];
+		pthread_cond_broadcast(&w->cond);
+	}
+	if (end) {
+		while (w->pending)
+			pthread_cond_wait(&w->cond, &w->lock);
+		w->end = true;
+	}
+	failed = w->zfailed;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (end)
+		pthread_join(w->zthread, NULL);
+	return failed ? -EIO : 0;
+}
 
 int tarsplit_writer_new(struct strata *s, struct tarsplit_writer **ret)
 {
@@ -121,6 +192,15 @@ int tarsplit_writer_new(struct strata *s, struct tarsplit_writer **ret)
 		return -ENOMEM;
 	}
 	gzbuffer(w->gz, 256 * 1024);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->cur = &w->bufs[0];
+	int r = -pthread_create(&w->zthread, NULL, compress_thread, w);
+	if (r < 0) {
+		tarsplit_writer_free(w);
+		return r;
+	}
+	w->zstarted = true;
 	*ret = w;
 	return 0;
 }
@@ -129,6 +209,10 @@ void tarsplit_writer_free(struct tarsplit_writer *w)
 {
 	if (!w)
 		return;
+	if (w->zstarted) {
+		w->zstarted = false;
+		hand_over(w, true);
+	}
 	if (w->gz)
 		gzclose(w->gz);
 	if (w->fd >= 0) {
@@ -136,6 +220,8 @@ void tarsplit_writer_free(struct tarsplit_writer *w)
 		unlinkat(w->s->tmp_fd, w->tmp, 0);
 	}
 	free(w->line);
+	free(w->bufs[0].data);
+	free(w->bufs[1].data);
 	free(w);
 }
 
@@ -153,7 +239,21 @@ static int line_reserve(struct tarsplit_writer *w, size_t n)
 
 static int put_line(struct tarsplit_writer *w, size_t len)
 {
-	if (gzwrite(w->gz, w->line, (unsigned)len) != (int)len) {
+	struct line_buf *b = w->cur;
+
+	if (b->cap - b->len < len) {
+		size_t ncap = b->len + len > LINES_BUF ? b->len + len : LINES_BUF;
+		char *n = realloc(b->data, ncap);
+		if (!n) {
+			w->failed = true;
+			return -ENOMEM;
+		}
+		b->data = n;
+		b->cap = ncap;
+	}
+	memcpy(b->data + b->len, w->line, len);
+	b->len += len;
+	if (b->len >= LINES_BUF && hand_over(w, false) < 0) {
 		w->failed = true;
 		return -EIO;
 	}
@@ -249,6 +349,11 @@ int tarsplit_writer_commit(struct tarsplit_writer *w, const char *id)
 
 	if (w->failed)
 		return -EIO;
+	w->zstarted = false;
+	if (hand_over(w, true) < 0) {
+		w->failed = true;
+		return -EIO;
+	}
 	r = gzclose(w->gz);
 	w->gz = NULL;
 	if (r != Z_OK)

@@ -51,8 +51,15 @@ static void sfs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_SPLICE_READ;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	/*
+	 * Always READDIRPLUS: in auto mode the kernel asks for attributes only in the first
+	 * call on a directory, and a walk then looks up every later entry one by one. The
+	 * price: listing names alone (ls -f) of a cold directory stats its entries too.
+	 */
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	}
 	/* O_TRUNC must reach us as a SETATTR: OPEN may never be sent */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	/* locks are the kernel's: it keeps them for the mount, as for a local file system */
@@ -555,6 +562,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
 	bool current = l->version == dir->dversion;
+
 	for (size_t i = off; i < l->n; i++) {
 		struct sfs_dirent *d = &l->ents[i];
 		size_t n;

@@ -42,6 +42,9 @@ DIR *opendir_at(int dfd, const char *name);
 /* Writes all of @len bytes, retrying short writes and EINTR. */
 int write_all(int fd, const void *buf, size_t len);
 
+/* Reads up to @len bytes of @fd, stopping early only at its end: the count, or -errno. */
+ssize_t read_all(int fd, void *buf, size_t len);
+
 /* Creates a name in @dfd unique among concurrent callers: "<prefix>.<pid>.<n>.<rand>". */
 void make_temp_name(char *buf, size_t size, const char *prefix);
 

@@ -539,19 +539,9 @@ static ssize_t decode_scratch(struct ts_pipe *p, const char *p64)
 /* Reads exactly @len bytes of @fd into @buf; -EBADMSG if the file is shorter. */
 static int read_exact(int fd, unsigned char *buf, size_t len)
 {
-	while (len > 0) {
-		ssize_t n = read(fd, buf, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EBADMSG;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	ssize_t n = read_all(fd, buf, len);
+
+	return n < 0 ? (int)n : (size_t)n == len ? 0 : -EBADMSG;
 }
 
 /* Puts the layer's file @name out, checking its @size and that its CRC is @want. */

@@ -255,8 +255,8 @@ enum strata_diff_flags {
 	STRATA_DIFF_REGENERATE = 1 << 1,
 	/*
 	 * apply into an empty layer: small files are written on worker threads by
-	 * default only where there are 4 CPUs or more (with fewer, the threads cost
-	 * more than they overlap). SERIAL never uses them; THREADS always does.
+	 * default where there are 2 CPUs or more. SERIAL never uses them; THREADS
+	 * always does.
 	 */
 	STRATA_DIFF_SERIAL = 1 << 2,
 	STRATA_DIFF_THREADS = 1 << 3,

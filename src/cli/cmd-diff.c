@@ -263,7 +263,7 @@ const struct command cmd_apply = {
 	"                        '' means none)\n"
 	"      --no-tar-split    keep no record for rebuilding the tar byte for byte\n"
 	"      --serial          write every file on one thread\n"
-	"      --threads         write small files on worker threads (the default with 4 CPUs\n"
+	"      --threads         write small files on worker threads (the default with 2 CPUs\n"
 	"                        or more)\n",
 	run_apply, 0, 1,
 };

@@ -1331,13 +1331,13 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	/*
 	 * Files on worker threads only into an empty layer: there, a queued file
 	 * never replaces anything that a later entry depends on. Measured on two
-	 * CPUs, the workers contend for the directories they create in and make
-	 * 100k small files slower than one thread does: by default they run only
-	 * where there are cores to spare.
+	 * CPUs on a fresh ext4, they make 100k small files 1.47x faster and a root
+	 * file system layer 15% slower than one thread: by default they run
+	 * wherever there is a second CPU.
 	 */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	bool threads = (flags & STRATA_DIFF_THREADS) ||
-		       (cpus >= 4 && !(flags & STRATA_DIFF_SERIAL));
+		       (cpus >= 2 && !(flags & STRATA_DIFF_SERIAL));
 	if (fresh && threads &&
 	    file_pool_new((unsigned)(cpus < 2 ? 2 : cpus > 4 ? 4 : cpus), &ap.pool) < 0)
 		ap.pool = NULL;

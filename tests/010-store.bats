@@ -117,6 +117,25 @@ load helpers
 	[ "$before" = "$(tree_digest "$ROOT")" ]
 }
 
+@test "commands on an unknown id fail with exit 1 and leave no lock file behind" {
+	strata create a
+	printf '' >"$TEST_DIR/empty.tar"
+	for cmd in "mount nope" "unmount nope" "rm nope" "diff nope" "diff-size nope" \
+		"apply nope $TEST_DIR/empty.tar" "changes nope" "metadata nope" "parents nope"; do
+		run strata $cmd
+		[ "$status" -eq 1 ] || { echo "$cmd: exit $status"; false; }
+		[[ "$output" == *"nope"* ]]
+	done
+	[ "$(ls "$ROOT/.strata/locks")" = a ]
+	# a lock held elsewhere is left alone: it may be another process's
+	exec 9>"$ROOT/.strata/locks/nope"
+	flock -s 9
+	run strata diff nope
+	[ "$status" -eq 1 ]
+	[ -e "$ROOT/.strata/locks/nope" ]
+	exec 9>&-
+}
+
 @test "create with an unknown parent fails and leaves nothing" {
 	strata status >/dev/null
 	before=$(tree_digest "$ROOT")

@@ -1296,6 +1296,8 @@ _public_ int strata_diff_apply(struct strata *s, const char *id, const char *par
 	if (lock < 0)
 		return strata_fail(err, lock, "apply '%s': cannot lock: %s", id, strerror(-lock));
 	r = diff_is_parent(s, "apply", id, parent, &fast, err);
+	if (r == -ENOENT && !layer_exists(s, id))
+		store_unlock_unknown(s, id, TAKE_FD(lock));
 	if (r < 0)
 		return r;
 	if (!fast)

@@ -157,6 +157,8 @@ static int open_layer(struct strata *s, const char *op, const char *id, const ch
 	if (lock < 0)
 		return strata_fail(err, lock, "%s '%s': cannot lock: %s", op, id, strerror(-lock));
 	r = diff_is_parent(s, op, id, parent, &fast, err);
+	if (r == -ENOENT && !layer_exists(s, id))
+		store_unlock_unknown(s, id, TAKE_FD(lock));
 	if (r < 0)
 		return r;
 	if (!fast)

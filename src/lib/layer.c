@@ -317,8 +317,10 @@ _public_ int strata_layer_remove(struct strata *s, const char *id, unsigned flag
 	if (lock < 0)
 		return strata_fail(err, lock, "rm '%s': cannot lock: %s", id, strerror(-lock));
 	if (!layer_exists(s, id) && fstatat(s->diff_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
-	    fstatat(s->mnt_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	    fstatat(s->mnt_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		store_unlock_unknown(s, id, TAKE_FD(lock));
 		return strata_fail(err, ENOENT, "rm '%s': no such layer", id);
+	}
 
 	if (!(flags & STRATA_REMOVE_FORCE)) {
 		struct children_scan c = { .id = id };

@@ -37,6 +37,14 @@ int store_lock(struct strata *s, const char *id, int op)
 	}
 }
 
+void store_unlock_unknown(struct strata *s, const char *id, int fd)
+{
+	/* exclusive at once, or someone else holds it (a shared lock may be let go first) */
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && s->locks_fd >= 0)
+		(void)unlinkat(s->locks_fd, id, 0);
+	close(fd);
+}
+
 void store_unlock_remove(struct strata *s, const char *id, int fd)
 {
 	if (s->locks_fd >= 0)

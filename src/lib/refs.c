@@ -162,8 +162,10 @@ int mount_get(struct strata *s, const char *id, const char *mount_label, bool fo
 	if (lock < 0)
 		return strata_fail(err, lock, "mount '%s': cannot lock: %s", id, strerror(-lock));
 	r = layer_read_parents(s, id, &parents);
-	if (r == -ENOENT)
+	if (r == -ENOENT) {
+		store_unlock_unknown(s, id, TAKE_FD(lock));
 		return strata_fail(err, ENOENT, "mount '%s': no such layer", id);
+	}
 	if (r < 0)
 		return strata_fail(err, r, "mount '%s': cannot read its parents: %s", id,
 				   strerror(-r));
@@ -277,8 +279,10 @@ _public_ int strata_mount_put(struct strata *s, const char *id, struct strata_er
 		return strata_fail(err, lock, "unmount '%s': cannot lock: %s", id,
 				   strerror(-lock));
 	r = layer_read_parents(s, id, &parents);
-	if (r == -ENOENT)
+	if (r == -ENOENT) {
+		store_unlock_unknown(s, id, TAKE_FD(lock));
 		return strata_fail(err, ENOENT, "unmount '%s': no such layer", id);
+	}
 	if (r < 0)
 		return strata_fail(err, r, "unmount '%s': cannot read its parents: %s", id,
 				   strerror(-r));

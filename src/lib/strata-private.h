@@ -77,6 +77,11 @@ int idmap_setup(struct strata *s, const struct strata_options *o, struct strata_
 int store_lock(struct strata *s, const char *id, int op);
 /* Unlinks the lock file of @id, then closes @fd. The caller holds @fd LOCK_EX. */
 void store_unlock_remove(struct strata *s, const char *id, int fd);
+/*
+ * For a lock @fd on an id that names no layer: unlinks its file if no one else holds
+ * it (nothing is left behind by asking about an unknown id), then closes @fd.
+ */
+void store_unlock_unknown(struct strata *s, const char *id, int fd);
 
 /* ---- layers (layer.c) ---- */
 

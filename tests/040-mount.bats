@@ -195,10 +195,17 @@ kill_daemon() {
 	strata unmount kid
 	[ "$(cat "$ROOT/mnt/kid/f")" = hi ]
 	[ "$(count_of kid)" = 1 ]
+	# unmount of the last user while dead: nothing of the dead daemon stays
+	kill_daemon kid
+	strata unmount kid
+	[ "$(count_of kid)" = 0 ]
+	[ ! -e "$ROOT/.strata/pids/kid" ] && [ ! -e "$ROOT/.strata/branches/kid" ]
 	# rm of a dead mount
+	strata mount kid
 	kill_daemon kid
 	strata rm kid
 	[ ! -e "$ROOT/mnt/kid" ]
+	[ ! -e "$ROOT/.strata/pids/kid" ] && [ ! -e "$ROOT/.strata/branches/kid" ]
 	run strata status
 	[[ "$output" == *"Dead Mounts: 0"* ]]
 }

@@ -30,6 +30,11 @@ struct strata_engine {
 	 * name the layer (kernel aufs mounts "none"), as Docker's FsChecker.
 	 */
 	const char *source_prefix;
+	/*
+	 * Drops what the engine keeps for a mount of @id whose server died (a FUSE
+	 * daemon's pid and branch files), once the dead mount is detached. May be NULL.
+	 */
+	void (*forget)(struct strata *s, const char *id);
 	/* "Dirperm1 Supported" for Status. */
 	bool (*dirperm1)(struct strata *s);
 };

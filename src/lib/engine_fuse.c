@@ -289,5 +289,6 @@ const struct strata_engine engine_fuse = {
 	.unmount = fuse_unmount,
 	.fstype = FUSE_FSTYPE,
 	.source_prefix = "strata:",
+	.forget = forget_daemon,
 	.dirperm1 = fuse_dirperm1,
 };

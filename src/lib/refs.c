@@ -109,11 +109,16 @@ static enum mount_state probe_target(struct strata *s, const char *id, const cha
 	return state;
 }
 
-/* Lazily detaches a dead mount so that the mount point can be used again. */
-static int detach_dead(const char *target)
+/*
+ * Lazily detaches the dead mount of @id so that the mount point can be used again, and
+ * lets the engine drop what it kept for it.
+ */
+static int detach_dead(struct strata *s, const char *id, const char *target)
 {
 	if (umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
 		return -errno;
+	if (s->engine->forget)
+		s->engine->forget(s, id);
 	return 0;
 }
 
@@ -184,7 +189,7 @@ int mount_get(struct strata *s, const char *id, const char *mount_label, bool fo
 				count = 1; /* Left from an earlier run: adopt it, as Docker does. */
 			break;
 		case MS_DEAD:
-			r = detach_dead(path);
+			r = detach_dead(s, id, path);
 			if (r < 0)
 				return strata_fail(err, r, "mount '%s': cannot detach the dead mount at '%s': %s",
 						   id, path, strerror(-r));
@@ -231,7 +236,7 @@ static int unmount_locked(struct strata *s, const char *op, const char *id, cons
 	case MS_NONE:
 		return 0;
 	case MS_DEAD:
-		r = detach_dead(target);
+		r = detach_dead(s, id, target);
 		if (r < 0)
 			return strata_fail(err, r, "%s '%s': cannot detach the dead mount at '%s': %s",
 					   op, id, target, strerror(-r));

@@ -9,6 +9,12 @@
 
 static int tap_n, tap_failed;
 
+/* Line-buffered output: a forked child never carries TAP lines its parent has not written. */
+__attribute__((constructor)) static void tap_line_buffered(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 static inline void tap_result(int ok, const char *file, int line, const char *what)
 {
 	tap_n++;

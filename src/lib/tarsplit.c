@@ -21,7 +21,6 @@ enum { TS_FILE = 1, TS_SEGMENT = 2 };
 
 /* Segments longer than this are split, as tar-split's own padding chunks are. */
 #define SEGMENT_MAX (1024 * 1024)
-#define COPY_BUF (1024 * 1024)
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -99,8 +98,6 @@ struct tarsplit_writer {
 	gzFile gz;
 	char tmp[NAME_MAX];
 	uint64_t position;
-	char *line;
-	size_t line_cap;
 	bool failed;
 
 	struct line_buf bufs[2];
@@ -210,6 +207,8 @@ void tarsplit_writer_free(struct tarsplit_writer *w)
 	if (!w)
 		return;
 	if (w->zstarted) {
+		/* abandoned: what is still gathered need not be compressed */
+		w->cur->len = 0;
 		w->zstarted = false;
 		hand_over(w, true);
 	}
@@ -219,41 +218,34 @@ void tarsplit_writer_free(struct tarsplit_writer *w)
 		close(w->fd);
 		unlinkat(w->s->tmp_fd, w->tmp, 0);
 	}
-	free(w->line);
 	free(w->bufs[0].data);
 	free(w->bufs[1].data);
 	free(w);
 }
 
-static int line_reserve(struct tarsplit_writer *w, size_t n)
-{
-	if (w->line_cap >= n)
-		return 0;
-	char *l = realloc(w->line, n);
-	if (!l)
-		return -ENOMEM;
-	w->line = l;
-	w->line_cap = n;
-	return 0;
-}
-
-static int put_line(struct tarsplit_writer *w, size_t len)
+/* Room for a line of up to @n bytes at the end of the current buffer, where it is built. */
+static char *line_reserve(struct tarsplit_writer *w, size_t n)
 {
 	struct line_buf *b = w->cur;
 
-	if (b->cap - b->len < len) {
-		size_t ncap = b->len + len > LINES_BUF ? b->len + len : LINES_BUF;
-		char *n = realloc(b->data, ncap);
-		if (!n) {
+	if (b->cap - b->len < n) {
+		size_t ncap = b->len + n > LINES_BUF ? b->len + n : LINES_BUF;
+		char *d = realloc(b->data, ncap);
+		if (!d) {
 			w->failed = true;
-			return -ENOMEM;
+			return NULL;
 		}
-		b->data = n;
+		b->data = d;
 		b->cap = ncap;
 	}
-	memcpy(b->data + b->len, w->line, len);
-	b->len += len;
-	if (b->len >= LINES_BUF && hand_over(w, false) < 0) {
+	return b->data + b->len;
+}
+
+/* Keeps the @len bytes built at line_reserve()'s pointer. */
+static int put_line(struct tarsplit_writer *w, size_t len)
+{
+	w->cur->len += len;
+	if (w->cur->len >= LINES_BUF && hand_over(w, false) < 0) {
 		w->failed = true;
 		return -EIO;
 	}
@@ -266,14 +258,14 @@ int tarsplit_add_segment(struct tarsplit_writer *w, const void *data, size_t len
 
 	while (len > 0) {
 		size_t n = len > SEGMENT_MAX ? SEGMENT_MAX : len;
-		int r = line_reserve(w, 4 * (n / 3 + 1) + 96);
-		if (r < 0)
-			return r;
-		size_t o = (size_t)sprintf(w->line, "{\"type\":%d,\"payload\":\"", TS_SEGMENT);
-		o += b64_encode(p, n, w->line + o);
-		o += (size_t)sprintf(w->line + o, "\",\"position\":%llu}\n",
+		char *line = line_reserve(w, 4 * (n / 3 + 1) + 96);
+		if (!line)
+			return -ENOMEM;
+		size_t o = (size_t)sprintf(line, "{\"type\":%d,\"payload\":\"", TS_SEGMENT);
+		o += b64_encode(p, n, line + o);
+		o += (size_t)sprintf(line + o, "\",\"position\":%llu}\n",
 				     (unsigned long long)w->position++);
-		r = put_line(w, o);
+		int r = put_line(w, o);
 		if (r < 0)
 			return r;
 		p += n;
@@ -289,7 +281,6 @@ int tarsplit_add_file(struct tarsplit_writer *w, const char *name, int64_t size,
 	size_t nlen = strlen(name);
 	json_t *js = json_stringn(name, nlen);
 	bool raw = !js;
-	int r;
 
 	if (js) {
 		name_json = json_dumps(js, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -315,14 +306,14 @@ int tarsplit_add_file(struct tarsplit_writer *w, const char *name, int64_t size,
 		payload[o++] = '"';
 		payload[o] = '\0';
 	}
-	r = line_reserve(w, strlen(name_json) + 128);
-	if (r < 0)
-		return r;
-	size_t o = (size_t)sprintf(w->line, "{\"type\":%d,\"%s\":%s,", TS_FILE,
+	char *line = line_reserve(w, strlen(name_json) + 128);
+	if (!line)
+		return -ENOMEM;
+	size_t o = (size_t)sprintf(line, "{\"type\":%d,\"%s\":%s,", TS_FILE,
 				   raw ? "name_raw" : "name", name_json);
 	if (size > 0)
-		o += (size_t)sprintf(w->line + o, "\"size\":%lld,", (long long)size);
-	o += (size_t)sprintf(w->line + o, "\"payload\":%s,\"position\":%llu}\n", payload,
+		o += (size_t)sprintf(line + o, "\"size\":%lld,", (long long)size);
+	o += (size_t)sprintf(line + o, "\"payload\":%s,\"position\":%llu}\n", payload,
 			     (unsigned long long)w->position++);
 	return put_line(w, o);
 }

@@ -18,6 +18,12 @@
 /* The ISO polynomial, reversed (Go's crc64.ISO). */
 #define CRC64_ISO_POLY 0xD800000000000000ULL
 
+/* One bit step: times x, mod P. */
+static inline uint64_t mul_x(uint64_t v)
+{
+	return v & 1 ? (v >> 1) ^ CRC64_ISO_POLY : v >> 1;
+}
+
 static inline uint64_t mul_q(uint64_t v)
 {
 	return v ^ v >> 1 ^ v >> 3 ^ v >> 4;
@@ -49,7 +55,7 @@ static uint64_t crc_words(uint64_t crc, const unsigned char *p, size_t len)
 	while (len--) {
 		crc ^= *p++;
 		for (int k = 0; k < 8; k++)
-			crc = crc & 1 ? (crc >> 1) ^ CRC64_ISO_POLY : crc >> 1;
+			crc = mul_x(crc);
 	}
 	return crc;
 }
@@ -64,7 +70,7 @@ static uint64_t xpow_mod(unsigned n)
 	uint64_t r = 1ULL << 63;
 
 	while (n--)
-		r = r & 1 ? (r >> 1) ^ CRC64_ISO_POLY : r >> 1;
+		r = mul_x(r);
 	return r;
 }
 

@@ -82,13 +82,22 @@ static ssize_t b64_decode(const char *in, size_t len, unsigned char *out)
 }
 
 /*
- * Lines are gathered in one of two buffers while a thread of the writer compresses the
- * other: apply does not wait on zlib.
+ * The caller queues items (a segment's raw bytes, a file's name, size and CRC) in one of
+ * two buffers while a thread of the writer turns the other into JSON lines and compresses
+ * them: apply waits neither on base64 nor on zlib.
  */
-#define LINES_BUF (256 * 1024)
+#define ITEMS_BUF (256 * 1024)
 
-struct line_buf {
-	char *data;
+struct item {
+	uint8_t type;      /* TS_SEGMENT: @len raw bytes follow; TS_FILE: a name of @len */
+	uint32_t len;
+	int64_t size;
+	uint64_t crc;
+	uint64_t position;
+};
+
+struct item_buf {
+	unsigned char *data;
 	size_t len, cap;
 };
 
@@ -100,16 +109,106 @@ struct tarsplit_writer {
 	uint64_t position;
 	bool failed;
 
-	struct line_buf bufs[2];
-	struct line_buf *cur;       /* the one being filled */
+	struct item_buf bufs[2];
+	struct item_buf *cur;       /* the one being filled */
 	pthread_t zthread;
 	bool zstarted;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct line_buf *pending;   /* handed to the thread, until written */
+	struct item_buf *pending;   /* handed to the thread, until written */
 	bool end;                   /* no more buffers */
-	bool zfailed;               /* gzwrite failed */
+	bool zfailed;               /* formatting or gzwrite failed */
+
+	char *line;                 /* the thread's: one line */
+	size_t line_cap;
 };
+
+/* The thread's line buffer, with room for @n bytes. */
+static char *line_room(struct tarsplit_writer *w, size_t n)
+{
+	if (w->line_cap < n) {
+		size_t ncap = n > 4096 ? n : 4096;
+		char *l = realloc(w->line, ncap);
+		if (!l)
+			return NULL;
+		w->line = l;
+		w->line_cap = ncap;
+	}
+	return w->line;
+}
+
+static bool write_segment(struct tarsplit_writer *w, const struct item *it,
+			  const unsigned char *p)
+{
+	char *line = line_room(w, 4 * (it->len / 3 + 1) + 96);
+	if (!line)
+		return false;
+	size_t o = (size_t)sprintf(line, "{\"type\":%d,\"payload\":\"", TS_SEGMENT);
+	o += b64_encode(p, it->len, line + o);
+	o += (size_t)sprintf(line + o, "\",\"position\":%llu}\n",
+			     (unsigned long long)it->position);
+	return gzwrite(w->gz, line, (unsigned)o) == (int)o;
+}
+
+static bool write_file(struct tarsplit_writer *w, const struct item *it, const char *name)
+{
+	_cleanup_free_ char *name_json = NULL;
+	char payload[16] = "null";
+	json_t *js = json_stringn(name, it->len);
+	bool raw = !js;
+
+	if (js) {
+		name_json = json_dumps(js, JSON_ENCODE_ANY | JSON_COMPACT);
+		json_decref(js);
+	} else {
+		/* Not UTF-8: tar-split keeps such names as "name_raw", base64. */
+		name_json = malloc(4 * (it->len / 3 + 1) + 3);
+		if (name_json) {
+			name_json[0] = '"';
+			size_t o = 1 + b64_encode((const unsigned char *)name, it->len,
+						  name_json + 1);
+			name_json[o++] = '"';
+			name_json[o] = '\0';
+		}
+	}
+	if (!name_json)
+		return false;
+	if (it->size > 0) {
+		unsigned char be[8];
+		for (int i = 0; i < 8; i++)
+			be[i] = (unsigned char)(it->crc >> (56 - 8 * i));
+		payload[0] = '"';
+		size_t o = 1 + b64_encode(be, 8, payload + 1);
+		payload[o++] = '"';
+		payload[o] = '\0';
+	}
+	char *line = line_room(w, strlen(name_json) + 128);
+	if (!line)
+		return false;
+	size_t o = (size_t)sprintf(line, "{\"type\":%d,\"%s\":%s,", TS_FILE,
+				   raw ? "name_raw" : "name", name_json);
+	if (it->size > 0)
+		o += (size_t)sprintf(line + o, "\"size\":%lld,", (long long)it->size);
+	o += (size_t)sprintf(line + o, "\"payload\":%s,\"position\":%llu}\n", payload,
+			     (unsigned long long)it->position);
+	return gzwrite(w->gz, line, (unsigned)o) == (int)o;
+}
+
+/* Every item of @b, as JSON lines into the gzip stream. */
+static bool write_items(struct tarsplit_writer *w, const struct item_buf *b)
+{
+	for (size_t off = 0; off < b->len;) {
+		struct item it;
+		memcpy(&it, b->data + off, sizeof(it));
+		const unsigned char *p = b->data + off + sizeof(it);
+		bool ok = it.type == TS_SEGMENT ? write_segment(w, &it, p)
+						: write_file(w, &it, (const char *)p);
+		if (!ok)
+			return false;
+		off += sizeof(it) + it.len;
+	}
+	return true;
+}
 
 static void *compress_thread(void *arg)
 {
@@ -119,11 +218,11 @@ static void *compress_thread(void *arg)
 	for (;;) {
 		while (!w->pending && !w->end)
 			pthread_cond_wait(&w->cond, &w->lock);
-		struct line_buf *b = w->pending;
+		struct item_buf *b = w->pending;
 		if (!b)
 			break;
 		pthread_mutex_unlock(&w->lock);
-		bool ok = w->zfailed || gzwrite(w->gz, b->data, (unsigned)b->len) == (int)b->len;
+		bool ok = w->zfailed || write_items(w, b);
 		b->len = 0;
 		pthread_mutex_lock(&w->lock);
 		if (!ok)
@@ -220,32 +319,32 @@ void tarsplit_writer_free(struct tarsplit_writer *w)
 	}
 	free(w->bufs[0].data);
 	free(w->bufs[1].data);
+	free(w->line);
 	free(w);
 }
 
-/* Room for a line of up to @n bytes at the end of the current buffer, where it is built. */
-static char *line_reserve(struct tarsplit_writer *w, size_t n)
+/* Queues an item with @len bytes from @data, or fails the writer. */
+static int put_item(struct tarsplit_writer *w, struct item it, const void *data)
 {
-	struct line_buf *b = w->cur;
+	struct item_buf *b = w->cur;
+	size_t n = sizeof(it) + it.len;
 
+	if (w->failed)
+		return -EIO;
 	if (b->cap - b->len < n) {
-		size_t ncap = b->len + n > LINES_BUF ? b->len + n : LINES_BUF;
-		char *d = realloc(b->data, ncap);
+		size_t ncap = b->len + n > ITEMS_BUF ? b->len + n : ITEMS_BUF;
+		unsigned char *d = realloc(b->data, ncap);
 		if (!d) {
 			w->failed = true;
-			return NULL;
+			return -ENOMEM;
 		}
 		b->data = d;
 		b->cap = ncap;
 	}
-	return b->data + b->len;
-}
-
-/* Keeps the @len bytes built at line_reserve()'s pointer. */
-static int put_line(struct tarsplit_writer *w, size_t len)
-{
-	w->cur->len += len;
-	if (w->cur->len >= LINES_BUF && hand_over(w, false) < 0) {
+	memcpy(b->data + b->len, &it, sizeof(it));
+	memcpy(b->data + b->len + sizeof(it), data, it.len);
+	b->len += n;
+	if (b->len >= ITEMS_BUF && hand_over(w, false) < 0) {
 		w->failed = true;
 		return -EIO;
 	}
@@ -257,15 +356,11 @@ int tarsplit_add_segment(struct tarsplit_writer *w, const void *data, size_t len
 	const unsigned char *p = data;
 
 	while (len > 0) {
+		/* one item a line: longer segments take several, as tar-split's padding does */
 		size_t n = len > SEGMENT_MAX ? SEGMENT_MAX : len;
-		char *line = line_reserve(w, 4 * (n / 3 + 1) + 96);
-		if (!line)
-			return -ENOMEM;
-		size_t o = (size_t)sprintf(line, "{\"type\":%d,\"payload\":\"", TS_SEGMENT);
-		o += b64_encode(p, n, line + o);
-		o += (size_t)sprintf(line + o, "\",\"position\":%llu}\n",
-				     (unsigned long long)w->position++);
-		int r = put_line(w, o);
+		struct item it = { .type = TS_SEGMENT, .len = (uint32_t)n,
+				   .position = w->position++ };
+		int r = put_item(w, it, p);
 		if (r < 0)
 			return r;
 		p += n;
@@ -276,46 +371,13 @@ int tarsplit_add_segment(struct tarsplit_writer *w, const void *data, size_t len
 
 int tarsplit_add_file(struct tarsplit_writer *w, const char *name, int64_t size, uint64_t crc)
 {
-	_cleanup_free_ char *name_json = NULL;
-	char payload[16] = "null";
 	size_t nlen = strlen(name);
-	json_t *js = json_stringn(name, nlen);
-	bool raw = !js;
 
-	if (js) {
-		name_json = json_dumps(js, JSON_ENCODE_ANY | JSON_COMPACT);
-		json_decref(js);
-	} else {
-		/* Not UTF-8: tar-split keeps such names as "name_raw", base64. */
-		name_json = malloc(4 * (nlen / 3 + 1) + 3);
-		if (name_json) {
-			name_json[0] = '"';
-			size_t o = 1 + b64_encode((const unsigned char *)name, nlen, name_json + 1);
-			name_json[o++] = '"';
-			name_json[o] = '\0';
-		}
-	}
-	if (!name_json)
-		return -ENOMEM;
-	if (size > 0) {
-		unsigned char be[8];
-		for (int i = 0; i < 8; i++)
-			be[i] = (unsigned char)(crc >> (56 - 8 * i));
-		payload[0] = '"';
-		size_t o = 1 + b64_encode(be, 8, payload + 1);
-		payload[o++] = '"';
-		payload[o] = '\0';
-	}
-	char *line = line_reserve(w, strlen(name_json) + 128);
-	if (!line)
-		return -ENOMEM;
-	size_t o = (size_t)sprintf(line, "{\"type\":%d,\"%s\":%s,", TS_FILE,
-				   raw ? "name_raw" : "name", name_json);
-	if (size > 0)
-		o += (size_t)sprintf(line + o, "\"size\":%lld,", (long long)size);
-	o += (size_t)sprintf(line + o, "\"payload\":%s,\"position\":%llu}\n", payload,
-			     (unsigned long long)w->position++);
-	return put_line(w, o);
+	if (nlen > UINT32_MAX)
+		return -ENAMETOOLONG;
+	struct item it = { .type = TS_FILE, .len = (uint32_t)nlen, .size = size, .crc = crc,
+			   .position = w->position++ };
+	return put_item(w, it, name);
 }
 
 static int tarsplit_dir(struct strata *s, bool create)

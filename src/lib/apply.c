@@ -50,6 +50,11 @@ static void archive_read_freep(struct archive **a)
 
 /* ---- the stream recorder ---- */
 
+/*
+ * The block libarchive reads last is borrowed, not copied: its bytes are copied into the
+ * spool only when a segment needs them or when the next block replaces it, so the content
+ * of files, dropped in between, is never copied at all.
+ */
 struct recorder {
 	struct input *in;
 	struct tarsplit_writer *ts;  /* NULL: not recording */
@@ -58,6 +63,9 @@ struct recorder {
 	unsigned char *spool;        /* raw bytes [spool_off, spool_off + spool_len) at spool_head */
 	size_t spool_head, spool_len, spool_cap;
 	uint64_t spool_off;
+	const unsigned char *blk;    /* the borrowed block, [blk_off, fed), or NULL */
+	uint64_t blk_off;
+	uint64_t lazy;               /* its bytes from here on are neither spooled nor dropped */
 	int error;                   /* -errno of a failed read */
 	int write_error;             /* -errno of a failed write of the record */
 	bool broken;                 /* the record cannot be trusted: dropped at the end */
@@ -68,26 +76,17 @@ static void rec_abandon(struct recorder *rec)
 	rec->broken = true;
 	rec->spool_len = 0;
 	rec->spool_head = 0;
+	rec->blk = NULL;
 }
 
-static void rec_append(struct recorder *rec, const unsigned char *p, size_t n)
+static bool rec_on(const struct recorder *rec)
 {
-	uint64_t start = rec->fed, end = rec->fed + n;
+	return rec->ts && !rec->broken;
+}
 
-	rec->fed = end;
-	if (!rec->ts || rec->broken || end <= rec->drop_until)
-		return;
-	if (start < rec->drop_until) {
-		p += rec->drop_until - start;
-		n -= (size_t)(rec->drop_until - start);
-		start = rec->drop_until;
-	}
-	if (rec->spool_len == 0)
-		rec->spool_off = start;
-	else if (rec->spool_off + rec->spool_len != start) {
-		rec_abandon(rec);
-		return;
-	}
+/* Copies @n bytes that follow the spool's end onto it. */
+static void spool_append(struct recorder *rec, const unsigned char *p, size_t n)
+{
 	if (rec->spool_head + rec->spool_len + n > rec->spool_cap && rec->spool_head > 0) {
 		/* Consumed bytes are skipped, not moved: compact only when the end is reached. */
 		memmove(rec->spool, rec->spool + rec->spool_head, rec->spool_len);
@@ -109,6 +108,53 @@ static void rec_append(struct recorder *rec, const unsigned char *p, size_t n)
 	rec->spool_len += n;
 }
 
+/* Spools the borrowed block's pending bytes below @pos. */
+static void rec_pull(struct recorder *rec, uint64_t pos)
+{
+	if (!rec_on(rec) || !rec->blk)
+		return;
+	if (pos > rec->fed)
+		pos = rec->fed;
+	if (pos <= rec->lazy)
+		return;
+	if (rec->spool_len == 0)
+		rec->spool_off = rec->lazy;
+	else if (rec->spool_off + rec->spool_len != rec->lazy) {
+		rec_abandon(rec);
+		return;
+	}
+	spool_append(rec, rec->blk + (rec->lazy - rec->blk_off), (size_t)(pos - rec->lazy));
+	rec->lazy = pos;
+}
+
+/* Before the borrowed block is given back: what is pending of it is spooled. */
+static void rec_retire(struct recorder *rec)
+{
+	rec_pull(rec, rec->fed);
+	rec->blk = NULL;
+}
+
+/* The next @n bytes of the stream, at @p until the next rec_retire(). */
+static void rec_borrow(struct recorder *rec, const unsigned char *p, size_t n)
+{
+	uint64_t start = rec->fed;
+
+	rec->fed = start + n;
+	if (!rec_on(rec))
+		return;
+	rec->blk = p;
+	rec->blk_off = start;
+	rec->lazy = rec->drop_until > start ? rec->drop_until : start;
+	if (rec->lazy > rec->fed)
+		rec->lazy = rec->fed;
+}
+
+/* Bytes not yet recorded and still to be classified: spooled, then pending in the block. */
+static uint64_t rec_unclassified(const struct recorder *rec)
+{
+	return rec->spool_len + (rec->blk ? rec->fed - rec->lazy : 0);
+}
+
 /* Drops the first @k bytes of the spool. */
 static void rec_consume(struct recorder *rec, size_t k)
 {
@@ -122,7 +168,8 @@ static void rec_consume(struct recorder *rec, size_t k)
 /* Everything before offset @pos not yet recorded is a segment. */
 static int rec_segment_until(struct recorder *rec, uint64_t pos)
 {
-	if (!rec->ts || rec->broken || rec->spool_len == 0 || pos <= rec->spool_off)
+	rec_pull(rec, pos);
+	if (!rec_on(rec) || rec->spool_len == 0 || pos <= rec->spool_off)
 		return 0;
 	size_t k = (size_t)(pos - rec->spool_off);
 	if (k > rec->spool_len) {
@@ -139,14 +186,17 @@ static int rec_segment_until(struct recorder *rec, uint64_t pos)
 /* Bytes [@pos, @pos + @size) are a file's content: drop them now or as they come. */
 static void rec_payload(struct recorder *rec, uint64_t pos, uint64_t size)
 {
-	if (!rec->ts || rec->broken)
+	if (!rec_on(rec))
 		return;
-	if (rec->spool_len > 0 && rec->spool_off != pos) {
+	if (rec->spool_len > 0 ? rec->spool_off != pos
+			       : rec->blk && rec->lazy < rec->fed && rec->lazy != pos) {
 		rec_abandon(rec);
 		return;
 	}
 	rec->drop_until = pos + size;
 	rec_consume(rec, rec->spool_len < size ? rec->spool_len : (size_t)size);
+	if (rec->blk && rec->drop_until > rec->lazy)
+		rec->lazy = rec->drop_until < rec->fed ? rec->drop_until : rec->fed;
 }
 
 static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
@@ -154,11 +204,11 @@ static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
 	struct recorder *rec = u;
 
 	/*
-	 * What libarchive has consumed is classified: file content was never
-	 * spooled, so the rest is segments. Writing them out now keeps the spool
-	 * small whatever an entry holds (a sparse file's data, data skipped).
+	 * What libarchive has consumed is classified: file content was dropped, so
+	 * the rest is segments. Writing them out now keeps the spool small whatever
+	 * an entry holds (a sparse file's data, data skipped).
 	 */
-	if (rec->spool_len >= SPOOL_FLUSH) {
+	if (rec_unclassified(rec) >= SPOOL_FLUSH) {
 		int r = rec_segment_until(rec, (uint64_t)archive_filter_bytes(a, 0));
 		if (r < 0) {
 			rec->write_error = r;
@@ -166,6 +216,7 @@ static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
 			return -1;
 		}
 	}
+	rec_retire(rec);
 	ssize_t n = input_next(rec->in, buf);
 	if (n < 0) {
 		rec->error = (int)n;
@@ -173,7 +224,7 @@ static ssize_t tar_read_cb(struct archive *a, void *u, const void **buf)
 				  input_strerror(rec->in, (int)n));
 		return -1;
 	}
-	rec_append(rec, *buf, (size_t)n);
+	rec_borrow(rec, *buf, (size_t)n);
 	return n;
 }
 
@@ -477,7 +528,7 @@ static int64_t read_data(struct apply *ap, struct archive *a, struct archive_ent
 {
 	int64_t size = archive_entry_size(e);
 	bool sparse = archive_entry_sparse_count(e) > 0;
-	bool record = rec->ts && !rec->broken && !sparse && size > 0;
+	bool record = rec_on(rec) && !sparse && size > 0;
 	uint64_t crc = 0, got = 0;
 	int r;
 
@@ -505,7 +556,7 @@ static int64_t read_data(struct apply *ap, struct archive *a, struct archive_ent
 			rec_abandon(rec);
 		else if ((r = tarsplit_add_file(rec->ts, tarname, size, crc)) < 0)
 			return fail_entry(ap, -r, "cannot be recorded: %s", strerror(-r));
-	} else if (rec->ts && !rec->broken) {
+	} else if (rec_on(rec)) {
 		if (sparse) {
 			/* Sparse data stays in segments: flush what libarchive has consumed. */
 			r = rec_segment_until(rec, (uint64_t)archive_filter_bytes(a, 0));
@@ -900,7 +951,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		/* The layer itself: Docker skips it. */
 		if (type != AE_IFDIR || hardlink)
 			return fail_entry(ap, EBADMSG, "is the layer's root but not a directory");
-		if (rec->ts && !rec->broken)
+		if (rec_on(rec))
 			return tarsplit_add_file(rec->ts, name, 0, 0);
 		return 0;
 	}
@@ -979,7 +1030,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		}
 		if (r < 0)
 			return fail_entry(ap, errno, "cannot link to '%s': %m", hardlink);
-		if (rec->ts && !rec->broken && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
+		if (rec_on(rec) && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
 			return r;
 		return set_meta(ap, e, -1, pfd, base, S_ISLNK(st.st_mode));
 	}
@@ -1004,7 +1055,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 			openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (dfd < 0)
 			return fail_entry(ap, errno, "cannot be opened: %m");
-		if (rec->ts && !rec->broken && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
+		if (rec_on(rec) && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
 			return r;
 		r = set_meta(ap, e, dfd, pfd, base, false);
 		if (r < 0)
@@ -1042,7 +1093,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		}
 		if (r < 0)
 			return fail_entry(ap, errno, "cannot be made: %m");
-		if (rec->ts && !rec->broken && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
+		if (rec_on(rec) && (r = tarsplit_add_file(rec->ts, name, 0, 0)) < 0)
 			return r;
 		ap->size += (int64_t)strlen(symlink);
 		return set_meta(ap, e, -1, pfd, base, true);
@@ -1058,7 +1109,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 			if ((r = replace(ap, pfd, base)) < 0)
 				return r;
 		}
-		if (rec->ts && !rec->broken) {
+		if (rec_on(rec)) {
 			int r2 = tarsplit_add_file(rec->ts, name, 0, 0);
 			if (r2 < 0)
 				return r2;
@@ -1165,6 +1216,7 @@ static int unpack(struct apply *ap, struct recorder *rec)
 	/* Whatever follows the end of the archive belongs to the record too. */
 	for (;;) {
 		const void *buf;
+		rec_retire(rec);
 		ssize_t n = input_next(rec->in, &buf);
 		if (n < 0)
 			return strata_fail(ap->err, (int)n,
@@ -1172,7 +1224,7 @@ static int unpack(struct apply *ap, struct recorder *rec)
 					   ap->id, input_strerror(rec->in, (int)n));
 		if (n == 0)
 			break;
-		rec_append(rec, buf, (size_t)n);
+		rec_borrow(rec, buf, (size_t)n);
 		if ((r = rec_segment_until(rec, rec->fed)) < 0)
 			return strata_fail(ap->err, r, "apply '%s': cannot record: %s", ap->id,
 					   strerror(-r));

@@ -416,7 +416,6 @@ static int set_xattrs(struct apply *ap, struct archive_entry *e, int fd, int pfd
 	return 0;
 }
 
-/* Docker's order: owner, xattrs (a chown drops security.capability), mode, then times. */
 /* The entry's owner on the host, through the store's id maps. */
 static int entry_owner(struct apply *ap, struct archive_entry *e, uint32_t *uid, uint32_t *gid)
 {
@@ -445,6 +444,7 @@ static void entry_times(struct archive_entry *e, struct timespec ts[2])
 	}
 }
 
+/* Docker's order: owner, xattrs (a chown drops security.capability), mode, then times. */
 static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, const char *base,
 		    bool is_link)
 {
@@ -455,14 +455,20 @@ static int set_meta(struct apply *ap, struct archive_entry *e, int fd, int pfd, 
 	r = entry_owner(ap, e, &uid, &gid);
 	if (r < 0)
 		return r;
-	r = fd >= 0 ? fchown(fd, uid, gid) : fchownat(pfd, base, uid, gid, AT_SYMLINK_NOFOLLOW);
-	if (r < 0)
-		return fail_entry(ap, errno, "cannot change owner: %m");
+	/* what we just made often has its owner and mode already: initial_mode() */
+	struct stat st = { .st_mode = (mode_t)-1 };
+	bool chown = fd < 0 || chown_due(fd, &st, uid, gid);
+	if (chown) {
+		r = fd >= 0 ? fchown(fd, uid, gid)
+			    : fchownat(pfd, base, uid, gid, AT_SYMLINK_NOFOLLOW);
+		if (r < 0)
+			return fail_entry(ap, errno, "cannot change owner: %m");
+	}
 	r = set_xattrs(ap, e, fd, pfd, base);
 	if (r < 0)
 		return r;
-	if (!is_link) {
-		mode_t mode = archive_entry_perm(e) & 07777;
+	mode_t mode = archive_entry_perm(e) & 07777;
+	if (!is_link && (chown || (st.st_mode & 07777) != mode)) {
 		if (fd < 0)
 			r = chmod_nofollow_at(pfd, base, mode);
 		else
@@ -637,6 +643,7 @@ static int queue_file(struct apply *ap, struct archive *a, struct archive_entry 
 		return r;
 	}
 	j->mode = archive_entry_perm(e) & 07777;
+	j->create_mode = initial_mode(j->uid, j->gid, j->mode, 0600);
 	entry_times(e, j->ts);
 	int n_x = archive_entry_xattr_reset(e);
 	if (n_x > 0) {
@@ -702,10 +709,15 @@ static int write_file(struct apply *ap, struct archive *a, struct archive_entry 
 
 	int64_t size = archive_entry_size(e);
 	_cleanup_close_ int fd = -1;
+	uint32_t uid, gid;
 	int r;
 
+	r = entry_owner(ap, e, &uid, &gid);
+	if (r < 0)
+		return r;
+	mode_t cmode = initial_mode(uid, gid, archive_entry_perm(e), 0600);
 	for (int tries = 0;; tries++) {
-		fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, cmode);
 		if (fd >= 0 || errno != EEXIST || tries > 0)
 			break;
 		if ((r = replace(ap, pfd, base)) < 0)
@@ -1043,13 +1055,17 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 	case AE_IFREG:
 		return write_file(ap, a, e, rec, pfd, base, name, clean, aliased);
 	case AE_IFDIR: {
-		r = mkdirat(pfd, base, 0700);
+		uint32_t uid, gid;
+		if ((r = entry_owner(ap, e, &uid, &gid)) < 0)
+			return r;
+		mode_t cmode = initial_mode(uid, gid, archive_entry_perm(e), 0700);
+		r = mkdirat(pfd, base, cmode);
 		if (r < 0 && errno == EEXIST) {
 			struct stat st;
 			if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
 				if ((r = replace(ap, pfd, base)) < 0)
 					return r;
-				r = mkdirat(pfd, base, 0700);
+				r = mkdirat(pfd, base, cmode);
 			} else
 				r = 0; /* directories merge */
 		}

@@ -81,7 +81,7 @@ static int run_job(struct fp_job *j, const char **what)
 	 * is another entry's, and replacing it here would race with its writer.
 	 */
 	_cleanup_close_ int fd = openat(j->dir->fd, j->base,
-					O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+					O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, j->create_mode);
 	if (fd < 0) {
 		*what = errno == EEXIST ? "is already there" : "cannot create";
 		return -errno;
@@ -91,7 +91,9 @@ static int run_job(struct fp_job *j, const char **what)
 		*what = "cannot be written";
 		return r;
 	}
-	if (fchown(fd, j->uid, j->gid) < 0) {
+	struct stat st;
+	bool chown = chown_due(fd, &st, j->uid, j->gid);
+	if (chown && fchown(fd, j->uid, j->gid) < 0) {
 		*what = "cannot change owner";
 		return -errno;
 	}
@@ -101,7 +103,8 @@ static int run_job(struct fp_job *j, const char **what)
 			*what = "cannot set an xattr";
 			return -errno;
 		}
-	if (fchmod(fd, j->mode) < 0) {
+	/* a chown drops the setuid and setgid bits: they are put back */
+	if ((chown || (st.st_mode & 07777) != j->mode) && fchmod(fd, j->mode) < 0) {
 		*what = "cannot change mode";
 		return -errno;
 	}

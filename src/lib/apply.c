@@ -247,6 +247,8 @@ struct apply {
 	int layer_fd;
 	struct idmap map;
 	uint32_t root_uid, root_gid;
+	uid_t euid;              /* who makes the files */
+	gid_t egid;
 	struct hashset seen;     /* every name unpacked */
 	struct dirtime *dirs;
 	size_t n_dirs, cap_dirs;
@@ -414,6 +416,17 @@ static int set_xattrs(struct apply *ap, struct archive_entry *e, int fd, int pfd
 			return fail_entry(ap, errno, "cannot set xattr '%s': %m", name);
 	}
 	return 0;
+}
+
+/*
+ * The mode a new file or directory is made with: its own where it will need no chown (it is
+ * to be ours), so that an fstat() can show that neither fchown() nor fchmod() is due; else
+ * owner-only, until it has its owner.
+ */
+static mode_t initial_mode(const struct apply *ap, uint32_t uid, uint32_t gid, mode_t mode,
+			   mode_t private)
+{
+	return uid == ap->euid && gid == ap->egid ? (mode & 07777) : private;
 }
 
 /* The entry's owner on the host, through the store's id maps. */
@@ -643,7 +656,7 @@ static int queue_file(struct apply *ap, struct archive *a, struct archive_entry 
 		return r;
 	}
 	j->mode = archive_entry_perm(e) & 07777;
-	j->create_mode = initial_mode(j->uid, j->gid, j->mode, 0600);
+	j->create_mode = initial_mode(ap, j->uid, j->gid, j->mode, 0600);
 	entry_times(e, j->ts);
 	int n_x = archive_entry_xattr_reset(e);
 	if (n_x > 0) {
@@ -715,7 +728,7 @@ static int write_file(struct apply *ap, struct archive *a, struct archive_entry 
 	r = entry_owner(ap, e, &uid, &gid);
 	if (r < 0)
 		return r;
-	mode_t cmode = initial_mode(uid, gid, archive_entry_perm(e), 0600);
+	mode_t cmode = initial_mode(ap, uid, gid, archive_entry_perm(e), 0600);
 	for (int tries = 0;; tries++) {
 		fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, cmode);
 		if (fd >= 0 || errno != EEXIST || tries > 0)
@@ -1058,7 +1071,7 @@ static int apply_entry(struct apply *ap, struct archive *a, struct archive_entry
 		uint32_t uid, gid;
 		if ((r = entry_owner(ap, e, &uid, &gid)) < 0)
 			return r;
-		mode_t cmode = initial_mode(uid, gid, archive_entry_perm(e), 0700);
+		mode_t cmode = initial_mode(ap, uid, gid, archive_entry_perm(e), 0700);
 		r = mkdirat(pfd, base, cmode);
 		if (r < 0 && errno == EEXIST) {
 			struct stat st;
@@ -1280,6 +1293,8 @@ static void apply_start(struct apply *ap)
 		ap->seen.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	ap->implied.seed = ap->seen.seed;
 	ap->root_uid = (uint32_t)s->root_uid;
+	ap->euid = geteuid();
+	ap->egid = getegid();
 	ap->root_gid = (uint32_t)s->root_gid;
 	ap->map = store_layer_idmap(s);
 }

@@ -17,6 +17,12 @@
 #define POOL_MAX_JOBS 512
 #define POOL_MAX_BYTES (16 << 20)
 #define POOL_MAX_THREADS 8
+/*
+ * Jobs pass in batches, and a waiting thread is woken only when there is enough for it to
+ * do: every wake-up is a futex call, which costs about as much as a file's own syscalls.
+ */
+#define POOL_BATCH 16
+#define POOL_TAKE 8
 
 struct fp_dir *fp_dir_new(int fd)
 {
@@ -66,8 +72,12 @@ struct file_pool {
 	pthread_cond_t room;  /* a job was taken or finished */
 	struct fp_job *head, *tail;
 	size_t queued, queued_bytes;
-	unsigned busy;
+	unsigned idle;        /* workers waiting for work */
+	bool want_room;       /* the parsing thread waits for the queue to drop to half */
+	bool want_empty;      /* ... for it to empty */
 	bool stop;
+	struct fp_job *batch_head, *batch_tail; /* the parsing thread's, not yet queued */
+	size_t batch_n, batch_bytes;
 	int error;            /* the first failure, -errno */
 	char *error_name;
 	const char *error_what;
@@ -115,39 +125,64 @@ static int run_job(struct fp_job *j, const char **what)
 	return 0;
 }
 
+/* With the lock held: the queue emptied or dropped to half, for a parsing thread that waits. */
+static void wake_producer(struct file_pool *p)
+{
+	if ((p->want_empty && p->queued == 0) ||
+	    (p->want_room && p->queued <= POOL_MAX_JOBS / 2 &&
+	     p->queued_bytes <= POOL_MAX_BYTES / 2) ||
+	    ((p->want_room || p->want_empty) && p->error)) {
+		p->want_room = p->want_empty = false;
+		pthread_cond_broadcast(&p->room);
+	}
+}
+
 static void *worker(void *u)
 {
 	struct file_pool *p = u;
+	struct fp_job *mine[POOL_TAKE];
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->head && !p->stop)
+		while (!p->head && !p->stop) {
+			p->idle++;
 			pthread_cond_wait(&p->work, &p->lock);
+			p->idle--;
+		}
 		if (!p->head)
 			break;
-		struct fp_job *j = p->head;
-		p->head = j->next;
+		/* a share of what is queued, so that the other workers have theirs */
+		size_t n = 0, share = p->queued / p->n_threads + 1;
+		while (p->head && n < POOL_TAKE && n < share) {
+			mine[n++] = p->head;
+			p->head = p->head->next;
+		}
 		if (!p->head)
 			p->tail = NULL;
-		p->busy++;
 		bool skip = p->error != 0;
 		pthread_mutex_unlock(&p->lock);
 
 		const char *what = NULL;
-		int r = skip ? 0 : run_job(j, &what);
+		int r = 0;
+		size_t bytes = 0, failed = n;
+		for (size_t i = 0; i < n; i++) {
+			bytes += mine[i]->len;
+			if (!skip && r == 0 && (r = run_job(mine[i], &what)) < 0)
+				failed = i;
+		}
 
 		pthread_mutex_lock(&p->lock);
 		if (r < 0 && !p->error) {
 			p->error = r;
 			p->error_what = what;
-			p->error_name = TAKE_PTR(j->name);
+			p->error_name = TAKE_PTR(mine[failed]->name);
 		}
-		p->queued--;
-		p->queued_bytes -= j->len;
-		p->busy--;
-		pthread_cond_broadcast(&p->room);
+		p->queued -= n;
+		p->queued_bytes -= bytes;
+		wake_producer(p);
 		pthread_mutex_unlock(&p->lock);
-		fp_job_free(j);
+		for (size_t i = 0; i < n; i++)
+			fp_job_free(mine[i]);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -176,39 +211,82 @@ int file_pool_new(unsigned threads, struct file_pool **ret)
 	return 0;
 }
 
-int file_pool_push(struct file_pool *p, struct fp_job *j)
+/* Queues the parsing thread's batch, once there is room for it. The first job failure. */
+static int flush_batch(struct file_pool *p)
 {
 	int r;
 
 	pthread_mutex_lock(&p->lock);
-	while (!p->error && (p->queued >= POOL_MAX_JOBS ||
-			     (p->queued > 0 && p->queued_bytes + j->len > POOL_MAX_BYTES)))
+	while (!p->error && p->queued > 0 &&
+	       (p->queued + p->batch_n > POOL_MAX_JOBS ||
+		p->queued_bytes + p->batch_bytes > POOL_MAX_BYTES)) {
+		p->want_room = true;
 		pthread_cond_wait(&p->room, &p->lock);
+	}
 	r = p->error;
-	if (r == 0) {
-		j->next = NULL;
+	if (r == 0 && p->batch_head) {
 		if (p->tail)
-			p->tail->next = j;
+			p->tail->next = p->batch_head;
 		else
-			p->head = j;
-		p->tail = j;
-		p->queued++;
-		p->queued_bytes += j->len;
-		pthread_cond_signal(&p->work);
+			p->head = p->batch_head;
+		p->tail = p->batch_tail;
+		p->queued += p->batch_n;
+		p->queued_bytes += p->batch_bytes;
+		p->batch_head = p->batch_tail = NULL;
+		p->batch_n = p->batch_bytes = 0;
+		if (p->idle > 1)
+			pthread_cond_broadcast(&p->work);
+		else if (p->idle)
+			pthread_cond_signal(&p->work);
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (r < 0)
+	return r;
+}
+
+/* Jobs not queued: the apply has failed or is done. */
+static void drop_batch(struct file_pool *p)
+{
+	while (p->batch_head) {
+		struct fp_job *j = p->batch_head;
+		p->batch_head = j->next;
 		fp_job_free(j);
+	}
+	p->batch_tail = NULL;
+	p->batch_n = p->batch_bytes = 0;
+}
+
+int file_pool_push(struct file_pool *p, struct fp_job *j)
+{
+	j->next = NULL;
+	if (p->batch_tail)
+		p->batch_tail->next = j;
+	else
+		p->batch_head = j;
+	p->batch_tail = j;
+	p->batch_n++;
+	p->batch_bytes += j->len;
+	if (p->batch_n < POOL_BATCH)
+		return 0;
+	int r = flush_batch(p);
+	if (r < 0)
+		drop_batch(p);
 	return r;
 }
 
 int file_pool_drain(struct file_pool *p)
 {
-	int r;
+	int r = flush_batch(p);
 
+	if (r < 0) {
+		drop_batch(p);
+		return r;
+	}
 	pthread_mutex_lock(&p->lock);
-	while (p->queued > 0)
+	/* after a failure too: the workers skip what is left, and are done with the layer */
+	while (p->queued > 0) {
+		p->want_empty = true;
 		pthread_cond_wait(&p->room, &p->lock);
+	}
 	r = p->error;
 	pthread_mutex_unlock(&p->lock);
 	return r;
@@ -232,6 +310,7 @@ void file_pool_free(struct file_pool *p)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
+	drop_batch(p);
 	/* Jobs not started are dropped: the apply has failed or is done. */
 	while (p->head) {
 		struct fp_job *j = p->head;

@@ -168,7 +168,7 @@ struct fp_job {
 	size_t filled;         /* bytes of data read so far */
 	uint32_t uid, gid;
 	mode_t mode;
-	mode_t create_mode;    /* what openat() is given: see initial_mode() */
+	mode_t create_mode;    /* what openat() is given: see apply.c initial_mode() */
 	struct timespec ts[2];
 	struct fp_xattr {
 		char *name;
@@ -179,16 +179,6 @@ struct fp_job {
 };
 
 void fp_job_free(struct fp_job *j);
-
-/*
- * The mode a new file or directory is made with: its own where it will need no chown (it is
- * to be ours), so that an fstat() can show that neither fchown() nor fchmod() is due; else
- * owner-only, until it has its owner.
- */
-static inline mode_t initial_mode(uint32_t uid, uint32_t gid, mode_t mode, mode_t private)
-{
-	return uid == geteuid() && gid == getegid() ? (mode & 07777) : private;
-}
 
 /* Whether @fd, just made, needs an fchown() to @uid:@gid: unknown counts as needed. */
 static inline bool chown_due(int fd, struct stat *st, uint32_t uid, uint32_t gid)

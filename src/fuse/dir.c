@@ -160,12 +160,9 @@ static int attach_upper(struct sfs_fs *fs, struct sfs_node *dir, const char *nam
 	sfs_lookup_clear(&lk);
 	if (!n)
 		return -ENOMEM;
-	struct stat st;
-	int r = sfs_getattr(fs, n, &st);
-	if (r < 0) {
-		sfs_node_forget(fs, n, 1);
-		return r;
-	}
+	/* as sfs_getattr() has it, without asking the branch again */
+	struct stat st = lk.st;
+	st.st_ino = n->ino;
 	sfs_fill_entry(fs, n, &st, e);
 	return 0;
 }
@@ -229,29 +226,39 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 		return r;
 
 	bool aufs_wh = upper_aufs_whiteout(fs, dpath, name);
-	bool ovl_wh = !aufs_wh && upper_ovl_whiteout(fs, path);
-	if (ovl_wh) {
+	bool ovl_wh = false;
+	int fd = -1;
+	for (;;) {
+		switch (mode & S_IFMT) {
+		case S_IFREG:
+			if (!ret_fd) {
+				/* nothing to open (MKNOD): made as mknod(2) makes it */
+				r = sfs_do_mknodat(fs->br[0].fd, path, mode, 0);
+				break;
+			}
+			fd = sfs_do_openat(fs->br[0].fd, path,
+					   (oflags & ~(O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL |
+						   O_NOFOLLOW,
+					   mode & 07777);
+			r = fd < 0 ? fd : 0;
+			break;
+		case S_IFDIR:
+			r = sfs_do_mkdirat(fs->br[0].fd, path, mode & 07777);
+			break;
+		case S_IFLNK:
+			r = sfs_do_symlinkat(link_target, fs->br[0].fd, path);
+			break;
+		default:
+			r = sfs_do_mknodat(fs->br[0].fd, path, mode, rdev);
+			break;
+		}
+		/* only an overlay whiteout can be in the way: it goes, and comes back on failure */
+		if (r != -EEXIST || aufs_wh || ovl_wh || !upper_ovl_whiteout(fs, path))
+			break;
 		r = sfs_do_unlinkat(fs->br[0].fd, path, 0);
 		if (r < 0)
 			return r;
-	}
-	int fd = -1;
-	switch (mode & S_IFMT) {
-	case S_IFREG:
-		fd = sfs_do_openat(fs->br[0].fd, path,
-				   (oflags & ~(O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL | O_NOFOLLOW,
-				   mode & 07777);
-		r = fd < 0 ? fd : 0;
-		break;
-	case S_IFDIR:
-		r = sfs_do_mkdirat(fs->br[0].fd, path, mode & 07777);
-		break;
-	case S_IFLNK:
-		r = sfs_do_symlinkat(link_target, fs->br[0].fd, path);
-		break;
-	default:
-		r = sfs_do_mknodat(fs->br[0].fd, path, mode, rdev);
-		break;
+		ovl_wh = true;
 	}
 	if (r < 0)
 		goto out_restore;

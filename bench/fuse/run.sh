@@ -7,6 +7,10 @@
 #   FSTYPES="strata overlay" WORKLOADS="create rmrf" bench/fuse/run.sh   # a subset
 #
 # ROOTFS defaults to a debootstrap --variant=minbase of Debian bookworm made once in WORKDIR.
+# UPPER=loop (the default): every mount gets its upper and work directories on a fresh ext4,
+# made without discard on a loop image in WORKDIR, so that no run pays for the files an
+# earlier run removed (ext4 skips recently freed inodes); UPPER=dir: plain directories in
+# WORKDIR.
 # Prints a markdown table of medians (seconds) and writes OUTDIR/results.csv and
 # OUTDIR/results.svg. Needs root.
 set -euo pipefail
@@ -48,6 +52,35 @@ fstypes=${FSTYPES:-"strata overlay fuse-overlayfs unionfs-fuse"}
 mnt=$work/mnt
 mkdir -p "$mnt"
 
+upper=${UPPER:-$(command -v mkfs.ext4 >/dev/null && echo loop || echo dir)}
+upfs=$work/upfs
+cleanup() {
+	umount "$mnt" 2>/dev/null || true
+	if [ "$upper" = loop ]; then
+		umount "$upfs" 2>/dev/null || true
+		rm -f "$work/upfs.img"
+	fi
+}
+trap cleanup EXIT
+
+# A fresh file system for the upper and work directories (the mount must be gone).
+fresh_upper() {
+	[ "$upper" = loop ] || return 0
+	# a FUSE daemon may still be letting go of its upper directory
+	for _ in $(seq 50); do
+		mountpoint -q "$upfs" || break
+		umount "$upfs" 2>/dev/null || sleep 0.1
+	done
+	if mountpoint -q "$upfs"; then
+		echo "run.sh: cannot unmount $upfs" >&2
+		exit 1
+	fi
+	mkdir -p "$upfs"
+	[ -f "$work/upfs.img" ] || truncate -s 4G "$work/upfs.img"
+	mkfs.ext4 -q -F -E nodiscard "$work/upfs.img"
+	mount -o loop "$work/upfs.img" "$upfs"
+}
+
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
 since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.4f\n", a - b }'; }
@@ -70,6 +103,10 @@ lowers() {
 
 do_mount() {
 	local type=$1 n=$2 up=$work/up w=$work/w
+	if [ "$upper" = loop ]; then
+		mountpoint -q "$upfs" || fresh_upper
+		up=$upfs/up w=$upfs/w
+	fi
 	rm -rf "$up" "$w"
 	mkdir -p "$up" "$w"
 	mapfile -t L < <(lowers "$type" "$n")
@@ -95,6 +132,7 @@ do_mount() {
 do_umount() {
 	umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"
 	for _ in $(seq 50); do mountpoint -q "$mnt" || break; sleep 0.1; done
+	fresh_upper
 }
 
 # Workloads: each prints its time in seconds. Cold ones remount and drop caches first.

@@ -24,17 +24,29 @@ enum { TS_FILE = 1, TS_SEGMENT = 2 };
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* Each 12 bits of input as their two base64 characters: half the look-ups of one a time. */
+static char b64_pairs[4096][2];
+static pthread_once_t b64_pairs_once = PTHREAD_ONCE_INIT;
+
+static void b64_pairs_init(void)
+{
+	for (int i = 0; i < 4096; i++) {
+		b64_pairs[i][0] = b64chars[i >> 6];
+		b64_pairs[i][1] = b64chars[i & 63];
+	}
+}
+
 /* Standard base64 with padding (Go's encoding/json for []byte). @out holds 4*ceil(len/3)+1. */
 static size_t b64_encode(const unsigned char *in, size_t len, char *out)
 {
 	size_t o = 0, i = 0;
 
+	pthread_once(&b64_pairs_once, b64_pairs_init);
 	for (; i + 3 <= len; i += 3) {
 		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = b64chars[v >> 18];
-		out[o++] = b64chars[(v >> 12) & 63];
-		out[o++] = b64chars[(v >> 6) & 63];
-		out[o++] = b64chars[v & 63];
+		memcpy(out + o, b64_pairs[v >> 12], 2);
+		memcpy(out + o + 2, b64_pairs[v & 4095], 2);
+		o += 4;
 	}
 	if (i < len) {
 		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);

@@ -101,6 +101,19 @@ __attribute__((target("pclmul,sse4.1"))) static inline __m128i fold(__m128i x, _
 	return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
 }
 
+/* @y, 16 bytes congruent to what came before @p, then the @len bytes at @p: the CRC. */
+__attribute__((target("pclmul,sse4.1"))) static uint64_t fold_tail(__m128i y,
+								  const unsigned char *p,
+								  size_t len)
+{
+	for (; len >= 16; p += 16, len -= 16)
+		y = _mm_xor_si128(fold(y, fold_k128), _mm_loadu_si128((const __m128i *)p));
+
+	unsigned char rest[16];
+	_mm_storeu_si128((__m128i *)rest, y);
+	return crc_words(crc_words(0, rest, sizeof(rest)), p, len);
+}
+
 __attribute__((target("pclmul,sse4.1"))) static uint64_t crc_clmul(uint64_t crc,
 								  const unsigned char *p,
 								  size_t len)
@@ -120,13 +133,7 @@ __attribute__((target("pclmul,sse4.1"))) static uint64_t crc_clmul(uint64_t crc,
 	x0 = _mm_xor_si128(fold(x0, fold_k128), x1);
 	x0 = _mm_xor_si128(fold(x0, fold_k128), x2);
 	x0 = _mm_xor_si128(fold(x0, fold_k128), x3);
-	for (; len >= 16; p += 16, len -= 16)
-		x0 = _mm_xor_si128(fold(x0, fold_k128), _mm_loadu_si128((const __m128i *)p));
-
-	unsigned char rest[16];
-	_mm_storeu_si128((__m128i *)rest, x0);
-	crc = crc_words(0, rest, sizeof(rest));
-	return crc_words(crc, p, len);
+	return fold_tail(x0, p, len);
 }
 
 #define VCLMUL_TARGET "avx512f,avx512vl,vpclmulqdq,pclmul,sse4.1"
@@ -167,13 +174,7 @@ __attribute__((target(VCLMUL_TARGET))) static uint64_t crc_vclmul(uint64_t crc,
 	y = _mm_xor_si128(fold(y, fold_k128), _mm512_extracti32x4_epi32(x0, 1));
 	y = _mm_xor_si128(fold(y, fold_k128), _mm512_extracti32x4_epi32(x0, 2));
 	y = _mm_xor_si128(fold(y, fold_k128), _mm512_extracti32x4_epi32(x0, 3));
-	for (; len >= 16; p += 16, len -= 16)
-		y = _mm_xor_si128(fold(y, fold_k128), _mm_loadu_si128((const __m128i *)p));
-
-	unsigned char rest[16];
-	_mm_storeu_si128((__m128i *)rest, y);
-	crc = crc_words(0, rest, sizeof(rest));
-	return crc_words(crc, p, len);
+	return fold_tail(y, p, len);
 }
 #endif
 

@@ -637,19 +637,20 @@ static int queue_file(struct apply *ap, struct archive *a, struct archive_entry 
 		      struct recorder *rec, const char *base, const char *tarname)
 {
 	int64_t size = archive_entry_size(e);
-	struct fp_job *j = calloc(1, sizeof(*j));
+	size_t blen = strlen(base) + 1, nlen = strlen(tarname) + 1;
+	/* one allocation: the job, then its data and its two names */
+	struct fp_job *j = malloc(sizeof(*j) + (size_t)size + blen + nlen);
 	int64_t got;
 	int r;
 
 	if (!j)
 		return -ENOMEM;
+	*j = (struct fp_job){ 0 };
+	j->data = (unsigned char *)(j + 1);
+	j->base = memcpy((char *)j->data + size, base, blen);
+	j->name = memcpy(j->base + blen, tarname, nlen);
 	j->dir = fp_dir_ref(ap->cache_dir);
 	j->len = (size_t)size;
-	if (!(j->data = malloc(size ? (size_t)size : 1)) || !(j->base = strdup(base)) ||
-	    !(j->name = strdup(tarname))) {
-		fp_job_free(j);
-		return -ENOMEM;
-	}
 	r = entry_owner(ap, e, &j->uid, &j->gid);
 	if (r < 0) {
 		fp_job_free(j);

@@ -58,9 +58,6 @@ void fp_job_free(struct fp_job *j)
 		free(j->xattrs[i].value);
 	}
 	free(j->xattrs);
-	free(j->data);
-	free(j->base);
-	free(j->name);
 	free(j);
 }
 
@@ -175,7 +172,7 @@ static void *worker(void *u)
 		if (r < 0 && !p->error) {
 			p->error = r;
 			p->error_what = what;
-			p->error_name = TAKE_PTR(mine[failed]->name);
+			p->error_name = strdup(mine[failed]->name);
 		}
 		p->queued -= n;
 		p->queued_bytes -= bytes;

@@ -161,6 +161,7 @@ void fp_dir_unref(struct fp_dir *d);
 struct fp_job {
 	struct fp_job *next;
 	struct fp_dir *dir;
+	/* these three live in the job's own allocation, after it */
 	char *base;            /* the name in @dir */
 	char *name;            /* the entry's name in the tar, for messages */
 	unsigned char *data;

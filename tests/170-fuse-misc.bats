@@ -52,18 +52,25 @@ per_test_setup() { sfs_require; }
 	done
 }
 
-@test "fuse: a removed directory still open can be fstat'ed" {
+@test "fuse: a removed directory still open can be fstat'ed, its mode unchanged" {
 	sfs_small_stack
 	mkdir "$TEST_DIR/l2/empty"
 	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
 	mkdir "$TEST_DIR/mnt/new"
+	# the owner has no search right: the daemon must not grant it while removing
+	chmod 2635 "$TEST_DIR/mnt/new"
+	# whiteouts make its upper copy non-empty
+	chmod 0645 "$TEST_DIR/mnt/keep"
+	rm "$TEST_DIR/mnt/keep/k"
 	python3 - "$TEST_DIR/mnt" <<-'EOF'
 		import os, stat, sys
 		m = sys.argv[1]
-		for d in ("new", "empty"):
+		for d, mode in (("new", 0o2635), ("empty", None), ("keep", 0o645)):
 		    fd = os.open(m + "/" + d, os.O_RDONLY | os.O_DIRECTORY)
 		    os.rmdir(m + "/" + d)
-		    assert stat.S_ISDIR(os.fstat(fd).st_mode), d
+		    st = os.fstat(fd)
+		    assert stat.S_ISDIR(st.st_mode), d
+		    assert mode is None or stat.S_IMODE(st.st_mode) == mode, (d, oct(st.st_mode))
 		    os.close(fd)
 	EOF
 	[ ! -e "$TEST_DIR/mnt/new" ]

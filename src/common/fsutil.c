@@ -181,8 +181,12 @@ static int rm_rf_children(int fd, dev_t dev)
 				ret = -EBUSY;
 			continue;
 		}
-		/* Images hold 0555 directories: without root, their owner must open them up first. */
-		if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid())
+		/*
+		 * Images hold 0555 directories: without root, their owner must open them up
+		 * first. Root need not, and does not: whoever holds the directory open sees
+		 * its mode unchanged while it goes.
+		 */
+		if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid() && geteuid() != 0)
 			(void)fchmodat(dirfd(d), de->d_name, (st.st_mode & 07777) | 0700, 0);
 		int cfd = openat(dirfd(d), de->d_name,
 				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -248,7 +252,10 @@ int rm_rf_at(int dfd, const char *name)
 	r = is_mount_point_at(dfd, name);
 	if (r > 0)
 		return -EBUSY;
-	if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid())
+	/* an empty directory simply goes */
+	if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+		return 0;
+	if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid() && geteuid() != 0)
 		(void)fchmodat(dfd, name, (st.st_mode & 07777) | 0700, 0);
 	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)

@@ -92,7 +92,7 @@ run_cases() {
 		IFS=$'\x1f' read -r label bytes prep cmd <<<"${cases[$i]}"
 		local med
 		med=$(printf '%s\n' ${times[$i]} | median)
-		printf '| %-44s | %8.2f s | %8.0f MB/s |\n' "$label" "$med" \
+		printf '| %-44s | %8.2f s | %8.0f MB/s |\n' "${label//|/\\|}" "$med" \
 			"$(echo "$bytes / 1000000 / $med" | bc -l)"
 	done
 	cases=()

@@ -28,6 +28,22 @@ per_test_setup() { sfs_require; }
 	[ "$(names "$TEST_DIR/mnt/d")" = "" ]
 }
 
+@test "fuse: a merged lower directory keeps its times through a rename" {
+	sfs_small_stack
+	touch -d '2001-02-03 04:05:06.789' "$TEST_DIR/l1/d" "$TEST_DIR/l1/d/y" "$TEST_DIR/l2/d/sub"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	want=$(stat -c %y "$TEST_DIR/l1/d")
+	[ "$(stat -c %y "$TEST_DIR/mnt/d")" = "$want" ]
+	mv "$TEST_DIR/mnt/d" "$TEST_DIR/mnt/moved"
+	# in the branch, and through a new mount that has cached nothing
+	[ "$(stat -c %y "$TEST_DIR/up/moved")" = "$want" ]
+	[ "$(stat -c %y "$TEST_DIR/up/moved/sub")" = "$want" ]
+	[ "$(stat -c %y "$TEST_DIR/up/moved/y")" = "$want" ]
+	sfs_umount "$TEST_DIR/mnt"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	[ "$(stat -c %y "$TEST_DIR/mnt/moved")" = "$want" ]
+}
+
 @test "fuse: a directory moved into another keeps its content; the old place is empty" {
 	sfs_mount_small
 	mv "$TEST_DIR/mnt/keep" "$TEST_DIR/mnt/d/sub/"

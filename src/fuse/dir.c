@@ -69,8 +69,16 @@ static int make_opaque(struct sfs_fs *fs, const char *path)
 	r = join(p, sizeof(p), path, "", "/" WH_OPAQUE);
 	if (r < 0)
 		return r;
+	/* the marker is no change the view shows: the directory keeps its times */
+	struct stat st;
+	bool keep = fstatat(fs->br[0].fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	r = sfs_do_mknodat(fs->br[0].fd, p, S_IFREG | 0444, 0);
-	return r == -EEXIST ? 0 : r;
+	if (r == -EEXIST)
+		return 0;
+	if (r == 0 && keep)
+		utimensat(fs->br[0].fd, path, (const struct timespec[2]){ st.st_atim, st.st_mtim },
+			  AT_SYMLINK_NOFOLLOW);
+	return r;
 }
 
 /* Whether the rw branch has a whiteout of either format for @dirpath/@name. */

@@ -187,6 +187,35 @@ static void gen_layer(const char *dir)
 	}
 }
 
+/*
+ * Every directory of a generated layer gets an old time, after its entries are made: a
+ * directory the operations leave alone keeps it in both trees, and one they change gets the
+ * clock's time in both.
+ */
+#define OLD_TIMES 1500000000
+static void age_dirs(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char p[4096];
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || !strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		age_dirs(p);
+	}
+	closedir(d);
+	/* not from rnd(): the layers and operations of a seed stay what they were */
+	static unsigned k;
+	k++;
+	struct timespec ts[2] = { { 1100000000 + k * 7919 % 1000000, k * 104729 % 1000000000 } };
+	ts[1] = ts[0];
+	utimensat(AT_FDCWD, dir, ts, 0);
+}
+
 /* Owner, user.* xattrs, mode and times of @src (described by @st) onto @dst, not followed. */
 static void copy_meta(const char *src, const char *dst, const struct stat *st)
 {
@@ -282,6 +311,8 @@ static void apply(const char *src, const char *dst)
 			lchown(dp, st.st_uid, st.st_gid);
 			chmod(dp, st.st_mode & 07777);
 			apply(sp, dp);
+			/* the merged view shows the topmost layer's directory, times too */
+			utimensat(AT_FDCWD, dp, (struct timespec[2]){ st.st_atim, st.st_mtim }, 0);
 		} else {
 			rm_rf(dp);
 			/* hard links, of symlinks too */
@@ -379,8 +410,18 @@ static int cmp_meta(const char *a, const char *b, const struct stat *sa, const s
 			sa->st_gid, b, sb->st_uid, sb->st_gid);
 		return 1;
 	}
-	if (S_ISDIR(sa->st_mode))
+	if (S_ISDIR(sa->st_mode)) {
+		/* one left alone where the other changed */
+		if ((sa->st_mtim.tv_sec < OLD_TIMES || sb->st_mtim.tv_sec < OLD_TIMES) &&
+		    (sa->st_mtim.tv_sec != sb->st_mtim.tv_sec ||
+		     sa->st_mtim.tv_nsec != sb->st_mtim.tv_nsec)) {
+			fprintf(stderr, "cmp: directory '%s' mtime %ld.%09ld, '%s' mtime %ld.%09ld\n",
+				a, (long)sa->st_mtim.tv_sec, sa->st_mtim.tv_nsec, b,
+				(long)sb->st_mtim.tv_sec, sb->st_mtim.tv_nsec);
+			return 1;
+		}
 		return 0;
+	}
 	if (sa->st_size != sb->st_size) {
 		fprintf(stderr, "cmp: '%s' size %ld, '%s' size %ld\n", a, (long)sa->st_size, b,
 			(long)sb->st_size);
@@ -723,6 +764,7 @@ int main(int argc, char **argv)
 		for (int i = n; i >= 1; i--) {
 			snprintf(p, sizeof(p), "%s/l%d", argv[2], i);
 			gen_layer(p);
+			age_dirs(p);
 		}
 		snprintf(p, sizeof(p), "%s/up", argv[2]);
 		mkdir(p, 0755);

@@ -114,6 +114,23 @@ per_test_setup() { sfs_require; }
 
 # Lookups are answered from the directory's listing while it is current: what changes
 # where a name lives (a copy-up) must not leave a lookup looking in the old place.
+@test "fuse: a merged directory's link count is 1 (unknown), a directory of one branch keeps its own" {
+	sfs_mount_small
+	mkdir "$TEST_DIR/l2/keep/s1" "$TEST_DIR/l2/keep/s2"
+	# d merges l1's and l2's: neither count is the view's
+	[ "$(stat -c %h "$TEST_DIR/mnt/d")" = 1 ]
+	# keep is l2's alone: 2 and its subdirectories
+	[ "$(stat -c %h "$TEST_DIR/mnt/keep")" = 4 ]
+	# find's leaf optimisation must not skip the subdirectories of a merged directory
+	mkdir -p "$TEST_DIR/mnt/d/n1/n2" "$TEST_DIR/mnt/d/n3"
+	[ "$(stat -c %h "$TEST_DIR/mnt/d")" = 1 ]
+	[ "$(find "$TEST_DIR/mnt/d" -type d | wc -l)" = 5 ]
+	# made again over a whiteout, a directory merges nothing and counts its own
+	rm -rf "$TEST_DIR/mnt/d"
+	mkdir -p "$TEST_DIR/mnt/d/x"
+	[ "$(stat -c %h "$TEST_DIR/mnt/d")" = 3 ]
+}
+
 @test "fuse: names looked up afresh after copy-ups and forgotten inodes show the rw branch" {
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/d/sub" "$TEST_DIR/l2/d/sub" "$TEST_DIR/l3/d"
 	echo lower >"$TEST_DIR/l2/d/f"

@@ -170,7 +170,7 @@ static int attach_upper(struct sfs_fs *fs, struct sfs_node *dir, const char *nam
 		return -ENOMEM;
 	/* as sfs_getattr() has it, without asking the branch again */
 	struct stat st = lk.st;
-	st.st_ino = n->ino;
+	sfs_node_attr(n, &st);
 	sfs_fill_entry(fs, n, &st, e);
 	return 0;
 }

@@ -483,8 +483,21 @@ int sfs_getattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *st)
 		return r;
 	if (fstatat(dfd, path, st, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) < 0)
 		return -errno;
-	st->st_ino = node->ino;
+	sfs_node_attr(node, st);
 	return 0;
+}
+
+/*
+ * What the view shows of a node whose backing object is @st. A directory that merges
+ * branches has as many subdirectories as the merge has, which its topmost branch's link
+ * count does not tell: it counts 1, as on overlayfs, which tools such as find take as
+ * "unknown" (a link count too small would have them skip subdirectories they think leaves).
+ */
+void sfs_node_attr(const struct sfs_node *node, struct stat *st)
+{
+	st->st_ino = node->ino;
+	if (S_ISDIR(st->st_mode) && node->nlayers > 1)
+		st->st_nlink = 1;
 }
 
 int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int to_set,

@@ -261,7 +261,7 @@ int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 		/* The node is what the lookup just found: its attributes are those. */
 		if (node->bindex == lk.bindex && !node->plnk) {
 			st = lk.st;
-			st.st_ino = node->ino;
+			sfs_node_attr(node, &st);
 			sfs_lookup_clear(&lk);
 			sfs_fill_entry(fs, node, &st, e);
 			return 0;

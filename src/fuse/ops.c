@@ -106,7 +106,8 @@ static void sfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	if (fi && fi->fh) {
 		int fd = sfs_file_fd(fs, FILE_OF(fi));
 		r = fd < 0 ? fd : fstat(fd, &st) < 0 ? -errno : 0;
-		st.st_ino = node->ino;
+		if (r == 0)
+			sfs_node_attr(node, &st);
 	} else {
 		rdlock(fs);
 		r = sfs_getattr(fs, node, &st);

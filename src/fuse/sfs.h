@@ -181,6 +181,7 @@ uint64_t sfs_ino_of(struct sfs_fs *fs, int bindex, const struct stat *st);
 void sfs_ino_remember(struct sfs_fs *fs, uint64_t upper_ino, uint64_t ino);
 void sfs_ino_forget_upper(struct sfs_fs *fs, uint64_t upper_ino);
 int sfs_getattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *st);
+void sfs_node_attr(const struct sfs_node *node, struct stat *st);
 int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int to_set,
 		struct sfs_file *f, struct stat *ret_st);
 int sfs_backing_at(struct sfs_fs *fs, struct sfs_node *node, int *ret_dfd, char *buf,

@@ -96,6 +96,30 @@ per_test_setup() { sfs_require; }
 	[ "$(ls -A "$TEST_DIR/mnt/big" | sort | uniq -d | wc -l)" -eq 0 ]
 }
 
+# Listings of large directories are stat'ed ahead on other threads: what they find is only
+# warmth, never an answer, and they end with the mount.
+@test "fuse: large directories listed while they change, and unmounted while being listed" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/big" "$TEST_DIR/l2/big"
+	for i in $(seq 1 2000); do echo "$i" >"$TEST_DIR/l$((i % 2 + 1))/big/n$i"; done
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	pid=$(cat "$TEST_DIR"/.pid.*)
+	# names removed and made while the listing is read: each shows as it is at the end
+	(for i in $(seq 1 400); do rm "$TEST_DIR/mnt/big/n$i"; echo new >"$TEST_DIR/mnt/big/m$i"; done) &
+	for _ in 1 2 3; do ls -f "$TEST_DIR/mnt/big" >/dev/null; done
+	wait
+	[ "$(ls -A "$TEST_DIR/mnt/big" | wc -l)" -eq 2000 ]
+	[ "$(ls "$TEST_DIR/mnt/big" | grep -c '^m')" -eq 400 ]
+	[ "$(cat "$TEST_DIR/mnt/big/n401")" = 401 ]
+	[ "$(cat "$TEST_DIR/mnt/big/m7")" = new ]
+	# a cold listing cut short by the unmount: the server still ends
+	echo 2 >/proc/sys/vm/drop_caches
+	ls -l "$TEST_DIR/mnt/big" >/dev/null &
+	sfs_umount "$TEST_DIR/mnt" || fusermount3 -uz "$TEST_DIR/mnt"
+	wait || true
+	for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+	! alive "$pid"
+}
+
 @test "fuse: changes show in listings at once" {
 	sfs_mount_small
 	ls "$TEST_DIR/mnt/d" >/dev/null

@@ -355,6 +355,7 @@ int main(int argc, char *argv[])
 		fuse_loop_cfg_destroy(cfg);
 	}
 	ret = ret < 0 ? 1 : 0;
+	sfs_prefetch_stop(&fs);
 	if (c.pidfile)
 		remove_pidfile(c.pidfile);
 out_unmount:

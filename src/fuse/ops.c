@@ -564,7 +564,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
 	bool current = l->version == dir->dversion;
 
-	for (size_t i = off; i < l->n; i++) {
+	size_t i;
+	for (i = off; i < l->n; i++) {
 		struct sfs_dirent *d = &l->ents[i];
 		size_t n;
 
@@ -595,6 +596,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				break;
 		}
 		pos += n;
+	}
+	/* the next READDIRPLUS looks up the entries after these: warm the branches for it */
+	if (plus && !__atomic_load_n(&l->prefetched, __ATOMIC_RELAXED)) {
+		char path[PATH_MAX];
+		if (sfs_node_path(dir, path, sizeof(path)) == 0)
+			sfs_prefetch(fs, l, i, path);
 	}
 	sfs_listing_put(fs, l);
 	unlock(fs);

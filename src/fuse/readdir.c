@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -462,4 +464,184 @@ int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir)
 	r = l->live <= 2;
 	sfs_listing_put(fs, l);
 	return r;
+}
+
+/*
+ * The prefetcher. READDIRPLUS answers with every entry's attributes, looked up in its
+ * branch one by one while the listing process waits; on a cold cache each lookup is a
+ * directory search and an inode read in the branch's file system. A thread of its own
+ * stats the entries ahead of the replies, so that this work overlaps the kernel's making
+ * of inodes for the entries already sent: the replies then find the branches' caches warm.
+ * What it finds is thrown away, the replies look again, so nothing it does can be stale.
+ */
+#define PREFETCH_MIN 64    /* entries left in a listing, below which it is not worth it */
+#define PREFETCH_QUEUE 16  /* listings waiting; more are not prefetched */
+#define PREFETCH_CHUNK 32  /* entries a thread takes at a time */
+/* Threads: a cold lookup mostly waits for the disk, and several wait at once. */
+#define PREFETCH_THREADS 3
+
+struct prefetch_job {
+	struct prefetch_job *next;
+	struct sfs_listing *l;
+	size_t from;      /* the first entry not yet taken */
+	unsigned active;  /* threads at work on it */
+	bool queued;
+	char path[];      /* the directory, relative to the branches */
+};
+
+struct sfs_prefetcher {
+	struct sfs_fs *fs;
+	pthread_t threads[PREFETCH_THREADS];
+	unsigned nthreads;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct prefetch_job *head, *tail;
+	unsigned queued;
+	bool stop;
+};
+
+static void prefetch_range(struct sfs_fs *fs, const struct prefetch_job *j, size_t from,
+			   size_t to)
+{
+	char path[PATH_MAX];
+	bool top = !strcmp(j->path, ".");
+
+	for (size_t i = from; i < to; i++) {
+		const struct sfs_dirent *d = &j->l->ents[i];
+		struct stat st;
+		if (!d->name || d->br < 0)
+			continue;
+		int n = top ? snprintf(path, sizeof(path), "%s", d->name)
+			    : snprintf(path, sizeof(path), "%s/%s", j->path, d->name);
+		if (n > 0 && (size_t)n < sizeof(path))
+			(void)fstatat(fs->br[d->br].fd, path, &st, AT_SYMLINK_NOFOLLOW);
+	}
+}
+
+/* With the lock held: @j leaves the queue (its last chunk is taken, or the threads stop). */
+static void prefetch_dequeue(struct sfs_prefetcher *p, struct prefetch_job *j)
+{
+	p->head = j->next;
+	if (!p->head)
+		p->tail = NULL;
+	j->queued = false;
+	p->queued--;
+}
+
+static void *prefetch_thread(void *u)
+{
+	struct sfs_prefetcher *p = u;
+	struct sfs_fs *fs = p->fs;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->head && !p->stop)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop)
+			break;
+		struct prefetch_job *j = p->head;
+		size_t from = j->from, to = j->l->n - from > PREFETCH_CHUNK ? from + PREFETCH_CHUNK
+									     : j->l->n;
+		j->from = to;
+		if (to == j->l->n)
+			prefetch_dequeue(p, j);
+		j->active++;
+		pthread_mutex_unlock(&p->lock);
+		prefetch_range(fs, j, from, to);
+		pthread_mutex_lock(&p->lock);
+		if (--j->active == 0 && !j->queued) {
+			pthread_mutex_unlock(&p->lock);
+			sfs_listing_put(fs, j->l);
+			free(j);
+			pthread_mutex_lock(&p->lock);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Started with the first listing to prefetch, in the server process (after it forked). */
+static struct sfs_prefetcher *prefetcher_get(struct sfs_fs *fs)
+{
+	static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct sfs_prefetcher *p = __atomic_load_n(&fs->prefetcher, __ATOMIC_ACQUIRE);
+
+	if (p)
+		return p;
+	pthread_mutex_lock(&start_lock);
+	p = fs->prefetcher;
+	if (!p && (p = calloc(1, sizeof(*p)))) {
+		p->fs = fs;
+		pthread_mutex_init(&p->lock, NULL);
+		pthread_cond_init(&p->cond, NULL);
+		while (p->nthreads < PREFETCH_THREADS &&
+		       pthread_create(&p->threads[p->nthreads], NULL, prefetch_thread, p) == 0)
+			p->nthreads++;
+		if (p->nthreads == 0)
+			p->stop = true; /* nothing is ever queued then */
+		__atomic_store_n(&fs->prefetcher, p, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&start_lock);
+	return p;
+}
+
+/*
+ * Entries @from on of @l, a listing of the directory at @dirpath that READDIRPLUS is
+ * reading, are to be prefetched: once per listing, where there are enough of them.
+ */
+void sfs_prefetch(struct sfs_fs *fs, struct sfs_listing *l, size_t from, const char *dirpath)
+{
+	if (from >= l->n || l->n - from < PREFETCH_MIN ||
+	    __atomic_exchange_n(&l->prefetched, true, __ATOMIC_RELAXED))
+		return;
+	struct sfs_prefetcher *p = prefetcher_get(fs);
+	size_t len = strlen(dirpath) + 1;
+	struct prefetch_job *j;
+	if (!p || !(j = calloc(1, sizeof(*j) + len)))
+		return;
+	j->l = l;
+	j->from = from;
+	j->queued = true;
+	memcpy(j->path, dirpath, len);
+	pthread_mutex_lock(&p->lock);
+	if (p->stop || p->queued >= PREFETCH_QUEUE) {
+		pthread_mutex_unlock(&p->lock);
+		free(j);
+		return;
+	}
+	sfs_listing_ref(fs, l);
+	if (p->tail)
+		p->tail->next = j;
+	else
+		p->head = j;
+	p->tail = j;
+	p->queued++;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* At unmount: the threads end, the listings they held are let go. */
+void sfs_prefetch_stop(struct sfs_fs *fs)
+{
+	struct sfs_prefetcher *p = fs->prefetcher;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	/* a job a thread was at when it stopped is still queued: the threads free only dequeued ones */
+	while (p->head) {
+		struct prefetch_job *j = p->head;
+		prefetch_dequeue(p, j);
+		sfs_listing_put(fs, j->l);
+		free(j);
+	}
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+	fs->prefetcher = NULL;
 }

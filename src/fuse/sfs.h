@@ -92,6 +92,7 @@ struct sfs_fs {
 	/* upper inode number -> st_ino shown, for objects that were copied up */
 	uint64_t *ino_keys, *ino_vals;
 	size_t ino_size, ino_count;
+	struct sfs_prefetcher *prefetcher;
 };
 
 /* An open file. */
@@ -128,6 +129,7 @@ struct sfs_dirent {
  */
 struct sfs_listing {
 	unsigned refs;
+	bool prefetched; /* its entries were handed to the prefetcher (atomic) */
 	uint64_t version;
 	size_t n;    /* entries, holes included */
 	size_t live; /* entries with a name */
@@ -210,6 +212,8 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret);
 void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l);
 void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l);
+void sfs_prefetch(struct sfs_fs *fs, struct sfs_listing *l, size_t from, const char *dirpath);
+void sfs_prefetch_stop(struct sfs_fs *fs);
 /*
  * When @dir has a current listing: 1, a reference on it in *@ret_l and @name's entry in
  * *@ret_d (NULL: the merged view has no such name). 0 when there is none. Caller holds ns_lock.

@@ -23,7 +23,13 @@ sfs_mount() {
 # sfs_umount MOUNTPOINT: unmounts and waits for the daemon to go.
 sfs_umount() {
 	local mnt=$1
-	fusermount3 -u "$mnt"
+	# the daemon of a mount whose branches are in this one may still be exiting: busy a while
+	for _ in $(seq 50); do
+		fusermount3 -u "$mnt" 2>/dev/null && break
+		mountpoint -q "$mnt" || break
+		sleep 0.1
+	done
+	! mountpoint -q "$mnt" || fusermount3 -u "$mnt"
 	for _ in $(seq 50); do
 		mountpoint -q "$mnt" || break
 		sleep 0.1

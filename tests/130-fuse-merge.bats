@@ -120,6 +120,25 @@ per_test_setup() { sfs_require; }
 	! alive "$pid"
 }
 
+@test "fuse: a merged subdirectory looked up again after its parent changed still merges" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/D/S" "$TEST_DIR/l2/D/S"
+	echo top >"$TEST_DIR/l1/D/S/t"
+	echo bottom >"$TEST_DIR/l2/D/S/b"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	# D stays open (its node and listing are kept), S does not
+	exec 9<"$TEST_DIR/mnt/D"
+	ls "$TEST_DIR/mnt/D" >/dev/null
+	# D changes: its next listing is laid out in the order of the one before
+	touch "$TEST_DIR/mnt/D/new"
+	ls "$TEST_DIR/mnt/D" >/dev/null
+	# the kernel forgets S: its lookup is answered from D's listing
+	echo 2 >/proc/sys/vm/drop_caches
+	run names "$TEST_DIR/mnt/D/S"
+	exec 9<&-
+	[ "$output" = "b t" ]
+	[ "$(cat "$TEST_DIR/mnt/D/S/b")" = bottom ]
+}
+
 @test "fuse: changes show in listings at once" {
 	sfs_mount_small
 	ls "$TEST_DIR/mnt/d" >/dev/null

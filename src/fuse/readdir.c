@@ -298,6 +298,22 @@ fail:
 	return r;
 }
 
+/*
+ * An entry of a fresh listing into the merged one, with what it says of the directories
+ * below (a lookup through the listing relies on it); names and lists stay shared with the
+ * fresh listing until the merge is done.
+ */
+static int listing_add_entry(struct sfs_listing *l, size_t *cap, const struct sfs_dirent *e)
+{
+	if (listing_add(l, cap, e->name, e->ino, e->type, e->br) < 0)
+		return -ENOMEM;
+	struct sfs_dirent *d = &l->ents[l->n - 1];
+	d->lower = e->lower;
+	d->nlower = e->nlower;
+	d->lower_nondir = e->lower_nondir;
+	return 0;
+}
+
 /* Lays @fresh out in @old's order (see struct sfs_listing). Consumes @fresh on success. */
 static int listing_merge(const struct sfs_listing *old, struct sfs_listing *fresh,
 			 struct sfs_listing **ret)
@@ -326,14 +342,13 @@ static int listing_merge(const struct sfs_listing *old, struct sfs_listing *fres
 			e = fresh->ents[k];
 			used[k] = true;
 		}
-		if (listing_add(l, &cap, e.name, e.ino, e.type, e.br) < 0)
+		if (listing_add_entry(l, &cap, &e) < 0)
 			goto fail;
 	}
 	for (size_t k = 0; k < fresh->n; k++) {
 		if (used[k])
 			continue;
-		struct sfs_dirent e = fresh->ents[k];
-		if (listing_add(l, &cap, e.name, e.ino, e.type, e.br) < 0)
+		if (listing_add_entry(l, &cap, &fresh->ents[k]) < 0)
 			goto fail;
 	}
 	l->live = fresh->live;

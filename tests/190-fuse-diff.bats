@@ -36,6 +36,44 @@ run_seed() {
 	rm -rf "$d"
 }
 
+# run_seed_user SEED NOPS NLAYERS: the operations run as nobody, through allow_other, on trees
+# whose directories are open to all (some sticky, some setgid) and half of whose files are
+# writable by all: permission checks, owners of new files and what copy-up keeps of them.
+run_seed_user() {
+	local seed=$1 nops=$2 nl=$3 opts=allow_other
+	if ((seed % 4 == 0)); then
+		opts=$opts,handles=yes
+	fi
+	local d=$TEST_DIR/u$seed br lay
+	SFS_FUZZ_SHARED=1 "$SFS_FUZZ" gen "$d" "$seed" "$nl"
+	br="$d/up=rw"
+	lay="$d/up"
+	for ((i = 1; i <= nl; i++)); do
+		br="$br:$d/l$i=ro+wh"
+		lay="$lay $d/l$i"
+	done
+	sfs_mount "$d/mnt" "br=$br,$opts"
+	"$SFS_FUZZ" cmp "$d/mnt" "$d/ref" || { echo "seed $seed: initial view differs"; return 1; }
+	SFS_FUZZ_NO_CMP=1 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$TEST_DIR/sfs-fuzz" ops "$d/mnt" "$d/ref" "$seed" "$nops" ||
+		{ echo "seed $seed: operations differ"; return 1; }
+	"$SFS_FUZZ" cmp-changed "$d/mnt" "$d/ref" || { echo "seed $seed: trees differ"; return 1; }
+	sfs_umount "$d/mnt"
+	# shellcheck disable=SC2086
+	SFS_FUZZ_SHARED=1 "$SFS_FUZZ" flatten "$d/flat" $lay
+	"$SFS_FUZZ" cmp "$d/flat" "$d/ref" || { echo "seed $seed: branches differ"; return 1; }
+	rm -rf "$d"
+}
+
+@test "fuse: differential as an unprivileged user: 30 shared stacks x 300 random operations" {
+	# a copy the user can reach, wherever the build is
+	cp "$SFS_FUZZ" "$TEST_DIR/sfs-fuzz"
+	chmod 755 "$TEST_DIR" "$TEST_DIR/sfs-fuzz"
+	for seed in $(seq 301 330); do
+		run_seed_user "$seed" 300 3
+	done
+}
+
 @test "fuse: differential, aufs whiteouts: 40 stacks x 300 random operations, every fourth with handles" {
 	for seed in $(seq 1 40); do
 		run_seed "$seed" 300 3

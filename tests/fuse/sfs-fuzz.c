@@ -201,16 +201,25 @@ static void age_dirs(const char *dir)
 
 	if (!d)
 		return;
+	/* SFS_FUZZ_SHARED: a tree that users other than root may change too */
+	static const mode_t dir_modes[] = { 0777, 01777, 02777, 0755 };
+	bool shared = getenv("SFS_FUZZ_SHARED");
+	static unsigned k;
+
 	while ((de = readdir(d))) {
-		if (de->d_type != DT_DIR || !strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-		age_dirs(p);
+		if (de->d_type == DT_DIR)
+			age_dirs(p);
+		else if (shared && de->d_type == DT_REG && strncmp(de->d_name, WH, 4) && ++k % 2)
+			chmod(p, 0666);
 	}
 	closedir(d);
 	/* not from rnd(): the layers and operations of a seed stay what they were */
-	static unsigned k;
 	k++;
+	if (shared)
+		chmod(dir, dir_modes[k % 4]);
 	struct timespec ts[2] = { { 1100000000 + k * 7919 % 1000000, k * 104729 % 1000000000 } };
 	ts[1] = ts[0];
 	utimensat(AT_FDCWD, dir, ts, 0);
@@ -761,6 +770,9 @@ static int run_ops(const char *a, const char *b, int nops)
 	if (drop >= 0)
 		close(drop);
 	cmp_nlink = false;
+	/* run as a user who may not see all of the trees: they are compared by root after */
+	if (getenv("SFS_FUZZ_NO_CMP"))
+		return bad;
 	return bad || cmp_top(a, b);
 }
 
@@ -777,10 +789,11 @@ int main(int argc, char **argv)
 			gen_layer(p);
 			age_dirs(p);
 		}
+		mode_t top = getenv("SFS_FUZZ_SHARED") ? 0777 : 0755;
 		snprintf(p, sizeof(p), "%s/up", argv[2]);
-		mkdir(p, 0755);
+		mkdir(p, top);
 		snprintf(p, sizeof(p), "%s/ref", argv[2]);
-		mkdir(p, 0755);
+		mkdir(p, top);
 		for (int i = n; i >= 1; i--) {
 			char l[4096];
 			snprintf(l, sizeof(l), "%s/l%d", argv[2], i);
@@ -794,7 +807,7 @@ int main(int argc, char **argv)
 		return run_ops(argv[2], argv[3], atoi(argv[5]));
 	}
 	if (argc >= 4 && !strcmp(argv[1], "flatten")) {
-		mkdir(argv[2], 0755);
+		mkdir(argv[2], getenv("SFS_FUZZ_SHARED") ? 0777 : 0755);
 		for (int i = argc - 1; i >= 3; i--) {
 			nlinks = 0;
 			apply(argv[i], argv[2]);

@@ -188,19 +188,9 @@ static void maybe_free_locked(struct sfs_fs *fs, struct sfs_node *node)
 		struct sfs_node *parent = node->parent;
 
 		table_remove_locked(fs, node);
-		if (node->listing) {
-			struct sfs_listing *l = node->listing;
-			node->listing = NULL;
-			pthread_mutex_lock(&fs->dcache_lock);
-			bool last = --l->refs == 0;
-			pthread_mutex_unlock(&fs->dcache_lock);
-			if (last) {
-				for (size_t i = 0; i < l->n; i++)
-					free(l->ents[i].name);
-				free(l->ents);
-				free(l);
-			}
-		}
+		/* the node's reference to its listing; open handles may hold more */
+		sfs_listing_put(fs, node->listing);
+		node->listing = NULL;
 		if (node->rfd >= 0 || node->wfd >= 0) {
 			pthread_mutex_lock(&fs->fd_lock);
 			fs->fd_count -= (node->rfd >= 0) + (node->wfd >= 0);

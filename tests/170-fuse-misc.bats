@@ -211,6 +211,8 @@ per_test_setup() { sfs_require; }
 # knew of the directories below): the server's memory stays flat however often a tree is
 # listed and forgotten.
 @test "fuse: the listings of forgotten directories are freed" {
+	# under ASan the resident size is its quarantine's; its leak check covers this there
+	! ldd "$STRATA_FUSE_BIN" | grep -q libasan || skip "ASan build"
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1" "$TEST_DIR/l2"
 	python3 - "$TEST_DIR" <<'PY'
 import os, sys

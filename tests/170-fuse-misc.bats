@@ -212,7 +212,7 @@ per_test_setup() { sfs_require; }
 # listed and forgotten.
 @test "fuse: the listings of forgotten directories are freed" {
 	# under ASan the resident size is its quarantine's; its leak check covers this there
-	! ldd "$STRATA_FUSE_BIN" | grep -q libasan || skip "ASan build"
+	! asan_build || skip "ASan build"
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1" "$TEST_DIR/l2"
 	python3 - "$TEST_DIR" <<'PY'
 import os, sys

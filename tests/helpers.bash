@@ -8,6 +8,12 @@ STRATA_FUSE_BIN=$STRATA_BUILD/src/fuse/strata-fuse
 # The library runs the strata-fuse of this build, not an installed one.
 export STRATA_FUSE=${STRATA_FUSE:-$STRATA_FUSE_BIN}
 
+# Whether this build runs under AddressSanitizer: resident sizes are then its quarantine's, and
+# programs linked against the library need its runtime.
+asan_build() {
+	ldd "$STRATA_BIN" 2>/dev/null | grep -q libasan
+}
+
 setup() {
 	TEST_DIR=$(mktemp -d /tmp/strata-bats.XXXXXX)
 	ROOT=$TEST_DIR/root

@@ -236,3 +236,39 @@ PY
 	[ $((after - before)) -lt 8192 ]
 }
 
+@test "fuse: POSIX ACLs are enforced, copied up, and inherited as on the branch's file system" {
+	command -v setfacl >/dev/null || skip "no setfacl"
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l" "$TEST_DIR/real/dd"
+	setfacl -m u:nobody:--- "$TEST_DIR/up" 2>/dev/null || skip "no ACLs on $TEST_DIR"
+	setfacl -b "$TEST_DIR/up"
+	echo secret >"$TEST_DIR/l/shut"
+	chmod 644 "$TEST_DIR/l/shut"
+	setfacl -m u:nobody:--- "$TEST_DIR/l/shut"
+	echo open >"$TEST_DIR/l/let"
+	chmod 640 "$TEST_DIR/l/let"
+	setfacl -m u:nobody:r "$TEST_DIR/l/let"
+	chmod 755 "$TEST_DIR"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l=ro+wh,allow_other"
+	as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+	# a named entry shuts nobody out though "other" may read; another lets nobody in
+	run as_nobody cat "$TEST_DIR/mnt/shut"
+	[ "$status" -ne 0 ]
+	[ "$(as_nobody cat "$TEST_DIR/mnt/let")" = open ]
+	# setfacl through the mount copies up; chmod narrows the mask, as on a local file system
+	setfacl -m u:nobody:r "$TEST_DIR/mnt/shut"
+	[ "$(as_nobody cat "$TEST_DIR/mnt/shut")" = secret ]
+	getfacl -c "$TEST_DIR/up/shut" | grep -qx 'user:nobody:r--'
+	chmod 600 "$TEST_DIR/mnt/shut"
+	run as_nobody cat "$TEST_DIR/mnt/shut"
+	[ "$status" -ne 0 ]
+	# a default ACL is inherited and overrides the umask; elsewhere the umask applies
+	mkdir "$TEST_DIR/mnt/dd"
+	setfacl -d -m u:nobody:rw "$TEST_DIR/mnt/dd" "$TEST_DIR/real/dd"
+	(umask 022 && touch "$TEST_DIR/mnt/dd/new" "$TEST_DIR/real/dd/new" "$TEST_DIR/mnt/plain")
+	[ "$(getfacl -c "$TEST_DIR/mnt/dd/new")" = "$(getfacl -c "$TEST_DIR/real/dd/new")" ]
+	[ "$(stat -c %a "$TEST_DIR/mnt/dd/new")" = "$(stat -c %a "$TEST_DIR/real/dd/new")" ]
+	[ "$(stat -c %a "$TEST_DIR/mnt/plain")" = 644 ]
+	(umask 077 && mkdir "$TEST_DIR/mnt/private")
+	[ "$(stat -c %a "$TEST_DIR/mnt/private")" = 700 ]
+}
+

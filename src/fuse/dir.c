@@ -199,6 +199,16 @@ static int set_owner(struct sfs_fs *fs, const char *dirpath, const char *path, m
 	return sfs_do_fchmodat(fs->br[0].fd, path, mode & 07777);
 }
 
+/* Whether the rw branch's directory at @dirpath has a default ACL. */
+static bool has_default_acl(struct sfs_fs *fs, const char *dirpath)
+{
+	char p[PATH_MAX];
+
+	if (snprintf(p, sizeof(p), "%s/%s", fs->br[0].path, dirpath) >= (int)sizeof(p))
+		return false;
+	return lgetxattr(p, "system.posix_acl_default", NULL, 0) > 0;
+}
+
 /*
  * Creates @name in @dir: a file (opened with @oflags, fd in @ret_fd), directory, symlink
  * (@link_target) or special file. Caller holds ns_lock for writing.
@@ -232,6 +242,13 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 	r = join(path, sizeof(path), dpath, "", name);
 	if (r < 0)
 		return r;
+
+	/*
+	 * The caller's umask, as a local file system applies it: not under a directory with a
+	 * default ACL, which alone decides (the branch's file system applies it).
+	 */
+	if (fs->dont_mask && ctx && !S_ISLNK(mode) && !has_default_acl(fs, dpath))
+		mode &= ~(mode_t)(ctx->umask & 0777);
 
 	bool aufs_wh = upper_aufs_whiteout(fs, dpath, name);
 	bool ovl_wh = false;

@@ -60,6 +60,20 @@ static void sfs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	}
+	/*
+	 * POSIX ACLs are the kernel's to enforce, as for a local file system: without this it
+	 * checks the mode bits alone, and a user that an ACL entry shuts out would get in. They
+	 * are the branches' system.posix_acl_* attributes, copied up with the rest; the
+	 * backing file system keeps them and the mode in step, and makes new objects inherit
+	 * default ACLs.
+	 */
+	if (conn->capable & FUSE_CAP_POSIX_ACL)
+		conn->want |= FUSE_CAP_POSIX_ACL;
+	/* ... and a directory's default ACL overrides the umask: applied here, see sfs_create_obj() */
+	if (conn->capable & FUSE_CAP_DONT_MASK) {
+		conn->want |= FUSE_CAP_DONT_MASK;
+		((struct sfs_fs *)userdata)->dont_mask = true;
+	}
 	/* O_TRUNC must reach us as a SETATTR: OPEN may never be sent */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	/* locks are the kernel's: it keeps them for the mount, as for a local file system */

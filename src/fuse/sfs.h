@@ -76,6 +76,7 @@ struct sfs_fs {
 	bool is_root;
 	bool no_opendir; /* answer OPENDIR with ENOSYS */
 	bool no_open;    /* answer OPEN with ENOSYS: reads and writes go by node */
+	bool dont_mask;  /* the kernel leaves the caller's umask to us (FUSE_CAP_DONT_MASK) */
 	double timeout;
 	size_t name_max; /* longest name: the top branch's, less room for ".wh." */
 	struct fuse_session *se;

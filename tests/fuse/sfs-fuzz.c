@@ -776,6 +776,109 @@ static int run_ops(const char *a, const char *b, int nops)
 	return bad || cmp_top(a, b);
 }
 
+/*
+ * Whether @rel of layer @i (of the stack at @root) is hidden in the merged view: by a whiteout
+ * of it or of a parent (in its own layer too), or, in a layer above, by an object at its place
+ * or a non-directory or opaque directory at a parent's.
+ */
+static bool hidden_above(const char *root, int i, const char *rel)
+{
+	char p[4096], q[4096];
+	struct stat st;
+
+	for (int j = 1; j <= i; j++) {
+		for (const char *c = rel; c; c = strchr(c + 1, '/')) {
+			const char *end = strchr(c == rel ? c : c + 1, '/');
+			int plen = end ? (int)(end - rel) : (int)strlen(rel);
+			const char *name = c == rel ? c : c + 1;
+			int dlen = c == rel ? 0 : (int)(c - rel);
+			snprintf(q, sizeof(q), "%s/l%d/%.*s%s" WH "%.*s", root, j, dlen, rel,
+				 dlen ? "/" : "", (int)(plen - (name - rel)), name);
+			if (lstat(q, &st) == 0)
+				return true;
+			if (j == i)
+				continue;
+			snprintf(p, sizeof(p), "%s/l%d/%.*s", root, j, plen, rel);
+			if (lstat(p, &st) < 0)
+				continue;
+			if (!end || !S_ISDIR(st.st_mode))
+				return true;
+			snprintf(q, sizeof(q), "%s/" OPQ, p);
+			if (lstat(q, &st) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+static struct {
+	ino_t ino;
+	char rel[256];
+} lnk[1024];
+static int nlnk;
+
+static void collect_links(const char *layer, const char *rel)
+{
+	char p[4096], r[300];
+	snprintf(p, sizeof(p), "%s%s%s", layer, *rel ? "/" : "", rel);
+	DIR *d = opendir(p);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(r, sizeof(r), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+		snprintf(p, sizeof(p), "%s/%s", layer, r);
+		if (lstat(p, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode))
+			collect_links(layer, r);
+		else if (st.st_nlink > 1 && nlnk < 1024) {
+			lnk[nlnk].ino = st.st_ino;
+			snprintf(lnk[nlnk].rel, sizeof(lnk[nlnk].rel), "%s", r);
+			nlnk++;
+		}
+	}
+	closedir(d);
+}
+
+/*
+ * A hard link of a layer whose other name the view hides shows the branch's link count, as
+ * aufs and overlayfs show it, which the flattened tree cannot: such hidden names become
+ * copies, which changes nothing the view shows.
+ */
+static void unlink_hidden_links(const char *root, int n)
+{
+	char layer[4096], p[4096], src[4096];
+
+	for (int i = 1; i <= n; i++) {
+		snprintf(layer, sizeof(layer), "%s/l%d", root, i);
+		nlnk = 0;
+		collect_links(layer, "");
+		for (int a = 0; a < nlnk; a++) {
+			if (!hidden_above(root, i, lnk[a].rel))
+				continue;
+			int b;
+			for (b = 0; b < nlnk; b++)
+				if (b != a && lnk[b].ino == lnk[a].ino && !hidden_above(root, i, lnk[b].rel))
+					break;
+			if (b == nlnk)
+				continue; /* no name of it shows */
+			struct stat st;
+			snprintf(p, sizeof(p), "%s/%s", layer, lnk[a].rel);
+			snprintf(src, sizeof(src), "%s/%s", layer, lnk[b].rel);
+			if (lstat(src, &st) < 0 || !S_ISREG(st.st_mode))
+				continue;
+			unlink(p);
+			copy_file(src, p, &st);
+			lnk[a].ino = 0;
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	umask(0);
@@ -789,6 +892,7 @@ int main(int argc, char **argv)
 			gen_layer(p);
 			age_dirs(p);
 		}
+		unlink_hidden_links(argv[2], n);
 		mode_t top = getenv("SFS_FUZZ_SHARED") ? 0777 : 0755;
 		snprintf(p, sizeof(p), "%s/up", argv[2]);
 		mkdir(p, top);

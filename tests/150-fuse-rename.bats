@@ -44,6 +44,24 @@ per_test_setup() { sfs_require; }
 	[ "$(stat -c %y "$TEST_DIR/mnt/moved")" = "$want" ]
 }
 
+@test "fuse: a renamed merged tree merges nothing at its new place, where a lower directory is whited out" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/f/b" "$TEST_DIR/l2/f/b" "$TEST_DIR/l2/c/b" "$TEST_DIR/mnt"
+	echo x >"$TEST_DIR/l1/f/b/x"
+	echo y >"$TEST_DIR/l2/f/b/y"
+	echo z >"$TEST_DIR/l2/c/b/z"
+	touch "$TEST_DIR/l1/.wh.c"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	# f/b is copied up and still merges l1 and l2; f's listing says so
+	touch "$TEST_DIR/mnt/f/b/new"
+	ls "$TEST_DIR/mnt/f" >/dev/null
+	# the kernel forgets b: after the rename it is looked up through f's listing
+	echo 2 >/proc/sys/vm/drop_caches
+	mv "$TEST_DIR/mnt/f" "$TEST_DIR/mnt/c"
+	[ "$(names "$TEST_DIR/mnt/c/b")" = "new x y" ]
+	echo 2 >/proc/sys/vm/drop_caches
+	[ "$(names "$TEST_DIR/mnt/c/b")" = "new x y" ]
+}
+
 @test "fuse: a directory moved into another keeps its content; the old place is empty" {
 	sfs_mount_small
 	mv "$TEST_DIR/mnt/keep" "$TEST_DIR/mnt/d/sub/"

@@ -677,5 +677,10 @@ int sfs_copy_up_tree(struct sfs_fs *fs, struct sfs_node *dir)
 	if (r < 0)
 		return r;
 	dir->nlayers = 1; /* layers[0] is the rw branch now */
+	/*
+	 * Its listing still says which branches the subdirectories merged, which a rename of
+	 * the tree would apply at the new place: the next one is built from the rw branch.
+	 */
+	sfs_dir_changed(fs, dir);
 	return 0;
 }

@@ -365,8 +365,7 @@ static int find_links(int dfd, const char *dir, const struct stat *st, const cha
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 		    wh_is_whiteout(de->d_name))
 			continue;
-		if (snprintf(p, sizeof(p), "%s%s%s", strcmp(dir, ".") ? dir : "",
-			     strcmp(dir, ".") ? "/" : "", de->d_name) >= (int)sizeof(p))
+		if (sfs_join(p, sizeof(p), dir, "", de->d_name) < 0)
 			continue;
 		if (de->d_type == DT_DIR) {
 			r = find_links(dfd, p, st, skip, paths, n);

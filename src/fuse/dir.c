@@ -14,17 +14,6 @@
 #include "fsutil.h"
 #include "sfs.h"
 
-static int join(char *buf, size_t size, const char *dir, const char *prefix, const char *name)
-{
-	int n;
-
-	if (!strcmp(dir, "."))
-		n = snprintf(buf, size, "%s%s", prefix, name);
-	else
-		n = snprintf(buf, size, "%s/%s%s", dir, prefix, name);
-	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
 static bool is_ovl_whiteout(const struct stat *st)
 {
 	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
@@ -37,12 +26,12 @@ int sfs_whiteout(struct sfs_fs *fs, const char *dirpath, const char *name)
 	int r;
 
 	if (fs->wh_format == SFS_WH_OVERLAY) {
-		r = join(p, sizeof(p), dirpath, "", name);
+		r = sfs_join(p, sizeof(p), dirpath, "", name);
 		if (r < 0)
 			return r;
 		r = sfs_do_mknodat(fs->br[0].fd, p, S_IFCHR | 0, makedev(0, 0));
 	} else {
-		r = join(p, sizeof(p), dirpath, WH_PREFIX, name);
+		r = sfs_join(p, sizeof(p), dirpath, WH_PREFIX, name);
 		if (r < 0)
 			return r;
 		r = fs->wh_base_dfd >= 0 ? sfs_do_linkat(fs->wh_base_dfd, WH_BASE, fs->br[0].fd, p) :
@@ -66,7 +55,7 @@ static int make_opaque(struct sfs_fs *fs, const char *path)
 			return -errno;
 		return 0;
 	}
-	r = join(p, sizeof(p), path, "", "/" WH_OPAQUE);
+	r = sfs_join(p, sizeof(p), path, "", "/" WH_OPAQUE);
 	if (r < 0)
 		return r;
 	/* the marker is no change the view shows: the directory keeps its times */
@@ -87,7 +76,7 @@ static bool upper_aufs_whiteout(struct sfs_fs *fs, const char *dirpath, const ch
 	char p[PATH_MAX];
 	struct stat st;
 
-	if (join(p, sizeof(p), dirpath, WH_PREFIX, name) < 0)
+	if (sfs_join(p, sizeof(p), dirpath, WH_PREFIX, name) < 0)
 		return false;
 	return fstatat(fs->br[0].fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
@@ -103,7 +92,7 @@ static void remove_aufs_whiteout(struct sfs_fs *fs, const char *dirpath, const c
 {
 	char p[PATH_MAX];
 
-	if (join(p, sizeof(p), dirpath, WH_PREFIX, name) == 0)
+	if (sfs_join(p, sizeof(p), dirpath, WH_PREFIX, name) == 0)
 		sfs_do_unlinkat(fs->br[0].fd, p, 0);
 }
 
@@ -239,7 +228,7 @@ int sfs_create_obj(struct sfs_fs *fs, struct sfs_node *dir, const char *name, mo
 	r = sfs_node_path(dir, dpath, sizeof(dpath));
 	if (r < 0)
 		return r;
-	r = join(path, sizeof(path), dpath, "", name);
+	r = sfs_join(path, sizeof(path), dpath, "", name);
 	if (r < 0)
 		return r;
 
@@ -354,7 +343,7 @@ int sfs_link(struct sfs_fs *fs, struct sfs_node *node, struct sfs_node *dir, con
 	if (r == 0)
 		r = sfs_node_path(dir, dpath, sizeof(dpath));
 	if (r == 0)
-		r = join(path, sizeof(path), dpath, "", name);
+		r = sfs_join(path, sizeof(path), dpath, "", name);
 	if (r < 0)
 		return r;
 	if (upper_ovl_whiteout(fs, path)) {
@@ -439,7 +428,7 @@ int sfs_unlink(struct sfs_fs *fs, struct sfs_node *dir, const char *name, bool i
 		goto out;
 	r = sfs_node_path(dir, dpath, sizeof(dpath));
 	if (r == 0)
-		r = join(path, sizeof(path), dpath, "", name);
+		r = sfs_join(path, sizeof(path), dpath, "", name);
 	if (r < 0)
 		goto out;
 	bool in_upper = node->bindex == 0 && !node->plnk;
@@ -554,9 +543,9 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 	if (r == 0)
 		r = sfs_node_path(ndir, ndpath, sizeof(ndpath));
 	if (r == 0)
-		r = join(opath, sizeof(opath), odpath, "", oname);
+		r = sfs_join(opath, sizeof(opath), odpath, "", oname);
 	if (r == 0)
-		r = join(npath, sizeof(npath), ndpath, "", nname);
+		r = sfs_join(npath, sizeof(npath), ndpath, "", nname);
 	if (r < 0)
 		goto out;
 

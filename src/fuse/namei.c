@@ -21,7 +21,8 @@ int sfs_check_name(struct sfs_fs *fs, const char *name)
 	return 0;
 }
 
-static int join(char *buf, size_t size, const char *dir, const char *prefix, const char *name)
+/* @dir/@prefix@name into @buf, or @prefix@name where @dir is the root ("."). */
+int sfs_join(char *buf, size_t size, const char *dir, const char *prefix, const char *name)
 {
 	int n;
 
@@ -37,7 +38,7 @@ bool sfs_is_whiteout_at(struct sfs_fs *fs, int bindex, const char *dirpath, cons
 	char p[PATH_MAX];
 	struct stat st;
 
-	if (!fs->br[bindex].wh || join(p, sizeof(p), dirpath, WH_PREFIX, name) < 0)
+	if (!fs->br[bindex].wh || sfs_join(p, sizeof(p), dirpath, WH_PREFIX, name) < 0)
 		return false;
 	return fstatat(fs->br[bindex].fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
@@ -48,7 +49,7 @@ bool sfs_is_opaque_at(struct sfs_fs *fs, int bindex, const char *path)
 	struct stat st;
 	char v[4];
 
-	if (!fs->br[bindex].wh || join(p, sizeof(p), path, "", "/" WH_OPAQUE) < 0)
+	if (!fs->br[bindex].wh || sfs_join(p, sizeof(p), path, "", "/" WH_OPAQUE) < 0)
 		return false;
 	if (fstatat(fs->br[bindex].fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		return true;
@@ -75,7 +76,7 @@ static int lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name
 	r = sfs_node_path(dir, dpath, sizeof(dpath));
 	if (r < 0)
 		return r;
-	r = join(cpath, sizeof(cpath), dpath, "", name);
+	r = sfs_join(cpath, sizeof(cpath), dpath, "", name);
 	if (r < 0)
 		return r;
 
@@ -195,7 +196,7 @@ static int lookup_listed(struct sfs_fs *fs, struct sfs_node *dir, const char *na
 	*lk = (struct sfs_lookup){ .bindex = -1 };
 	r = sfs_node_path(dir, dpath, sizeof(dpath));
 	if (r == 0)
-		r = join(cpath, sizeof(cpath), dpath, "", name);
+		r = sfs_join(cpath, sizeof(cpath), dpath, "", name);
 	if (r < 0)
 		return r;
 	if (fstatat(fs->br[d->br].fd, cpath, &lk->st, AT_SYMLINK_NOFOLLOW) < 0 ||

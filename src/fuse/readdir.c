@@ -519,16 +519,11 @@ static void prefetch_range(struct sfs_fs *fs, const struct prefetch_job *j, size
 			   size_t to)
 {
 	char path[PATH_MAX];
-	bool top = !strcmp(j->path, ".");
 
 	for (size_t i = from; i < to; i++) {
 		const struct sfs_dirent *d = &j->l->ents[i];
 		struct stat st;
-		if (!d->name || d->br < 0)
-			continue;
-		int n = top ? snprintf(path, sizeof(path), "%s", d->name)
-			    : snprintf(path, sizeof(path), "%s/%s", j->path, d->name);
-		if (n > 0 && (size_t)n < sizeof(path))
+		if (d->name && d->br >= 0 && sfs_join(path, sizeof(path), j->path, "", d->name) == 0)
 			(void)fstatat(fs->br[d->br].fd, path, &st, AT_SYMLINK_NOFOLLOW);
 	}
 }

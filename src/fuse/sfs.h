@@ -195,6 +195,7 @@ void sfs_inval_aliases(struct sfs_fs *fs, struct sfs_node *node);
 
 /* namei.c */
 int sfs_check_name(struct sfs_fs *fs, const char *name);
+int sfs_join(char *buf, size_t size, const char *dir, const char *prefix, const char *name);
 int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, int from,
 		    struct sfs_lookup *lk);
 /*

@@ -612,11 +612,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pos += n;
 	}
 	/* the next READDIRPLUS looks up the entries after these: warm the branches for it */
-	if (plus && !__atomic_load_n(&l->prefetched, __ATOMIC_RELAXED)) {
-		char path[PATH_MAX];
-		if (sfs_node_path(dir, path, sizeof(path)) == 0)
-			sfs_prefetch(fs, l, i, path);
-	}
+	if (plus)
+		sfs_prefetch(fs, dir, l, i);
 	sfs_listing_put(fs, l);
 	unlock(fs);
 	fuse_reply_buf(req, buf, pos);

@@ -596,13 +596,16 @@ static struct sfs_prefetcher *prefetcher_get(struct sfs_fs *fs)
 }
 
 /*
- * Entries @from on of @l, a listing of the directory at @dirpath that READDIRPLUS is
- * reading, are to be prefetched: once per listing, where there are enough of them.
+ * Entries @from on of @l, a listing of @dir that READDIRPLUS is reading, are to be
+ * prefetched: once per listing, where there are enough of them. Caller holds ns_lock.
  */
-void sfs_prefetch(struct sfs_fs *fs, struct sfs_listing *l, size_t from, const char *dirpath)
+void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l, size_t from)
 {
+	char dirpath[PATH_MAX];
+
 	if (from >= l->n || l->n - from < PREFETCH_MIN ||
-	    __atomic_exchange_n(&l->prefetched, true, __ATOMIC_RELAXED))
+	    __atomic_exchange_n(&l->prefetched, true, __ATOMIC_RELAXED) ||
+	    sfs_node_path(dir, dirpath, sizeof(dirpath)) < 0)
 		return;
 	struct sfs_prefetcher *p = prefetcher_get(fs);
 	size_t len = strlen(dirpath) + 1;

@@ -214,7 +214,7 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret);
 void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l);
 void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l);
-void sfs_prefetch(struct sfs_fs *fs, struct sfs_listing *l, size_t from, const char *dirpath);
+void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l, size_t from);
 void sfs_prefetch_stop(struct sfs_fs *fs);
 /*
  * When @dir has a current listing: 1, a reference on it in *@ret_l and @name's entry in

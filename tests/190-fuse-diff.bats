@@ -8,6 +8,18 @@ load fuse/lib
 
 per_test_setup() { sfs_require; }
 
+# seed_branches DIR NLAYERS: sets the caller's br (the branch option) and lay (the branch
+# directories, top first) for the stack gen made in DIR.
+seed_branches() {
+	local d=$1 nl=$2 i
+	br="$d/up=rw"
+	lay="$d/up"
+	for ((i = 1; i <= nl; i++)); do
+		br="$br:$d/l$i=ro+wh"
+		lay="$lay $d/l$i"
+	done
+}
+
 # run_seed SEED NOPS NLAYERS [OPTIONS]: every fourth seed mounts with OPEN and OPENDIR handles
 run_seed() {
 	local seed=$1 nops=$2 nl=$3 opts=${4:-}
@@ -16,12 +28,7 @@ run_seed() {
 	fi
 	local d=$TEST_DIR/s$seed br lay
 	"$SFS_FUZZ" gen "$d" "$seed" "$nl"
-	br="$d/up=rw"
-	lay="$d/up"
-	for ((i = 1; i <= nl; i++)); do
-		br="$br:$d/l$i=ro+wh"
-		lay="$lay $d/l$i"
-	done
+	seed_branches "$d" "$nl"
 	sfs_mount "$d/mnt" "br=$br${opts:+,$opts}"
 	"$SFS_FUZZ" cmp "$d/mnt" "$d/ref" || { echo "seed $seed: initial view differs"; return 1; }
 	"$SFS_FUZZ" ops "$d/mnt" "$d/ref" "$seed" "$nops" || { echo "seed $seed: operations differ"; return 1; }
@@ -46,12 +53,7 @@ run_seed_user() {
 	fi
 	local d=$TEST_DIR/u$seed br lay
 	SFS_FUZZ_SHARED=1 "$SFS_FUZZ" gen "$d" "$seed" "$nl"
-	br="$d/up=rw"
-	lay="$d/up"
-	for ((i = 1; i <= nl; i++)); do
-		br="$br:$d/l$i=ro+wh"
-		lay="$lay $d/l$i"
-	done
+	seed_branches "$d" "$nl"
 	sfs_mount "$d/mnt" "br=$br,$opts"
 	"$SFS_FUZZ" cmp "$d/mnt" "$d/ref" || { echo "seed $seed: initial view differs"; return 1; }
 	SFS_FUZZ_NO_CMP=1 setpriv --reuid=65534 --regid=65534 --clear-groups \

@@ -96,8 +96,9 @@ per_test_setup() { sfs_require; }
 	[ "$(ls -A "$TEST_DIR/mnt/big" | sort | uniq -d | wc -l)" -eq 0 ]
 }
 
-# Listings of large directories are stat'ed ahead on other threads: what they find is only
-# warmth, never an answer, and they end with the mount.
+# Listings of large directories are stat'ed ahead on other threads (what they find is only
+# warmth, never an answer) and their next entries looked up while the kernel takes in a reply
+# (answers, unless the mount changed since): both keep up with changes and end with the mount.
 @test "fuse: large directories listed while they change, and unmounted while being listed" {
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/big" "$TEST_DIR/l2/big"
 	for i in $(seq 1 2000); do echo "$i" >"$TEST_DIR/l$((i % 2 + 1))/big/n$i"; done
@@ -118,6 +119,36 @@ per_test_setup() { sfs_require; }
 	wait || true
 	for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
 	! alive "$pid"
+}
+
+# While the kernel takes in one READDIRPLUS reply, the entries of the next are looked up:
+# a change made through the mount in between must not be answered from those lookups.
+@test "fuse: a listing read in steps shows the attributes changed between its steps" {
+	# in the rw branch: the changes leave the names, hence the listing, as they are
+	mkdir -p "$TEST_DIR/up/big" "$TEST_DIR/l1/big"
+	for i in $(seq 1 1000); do echo "$i" >"$TEST_DIR/up/big/n$i"; done
+	chmod 644 "$TEST_DIR"/up/big/*
+	echo lower >"$TEST_DIR/l1/big/lower"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh"
+	run python3 - "$TEST_DIR/mnt/big" <<-'EOF'
+		import os, subprocess, sys
+		d = sys.argv[1]
+		it = os.scandir(d)
+		seen = [next(it).name]  # the first reply: the next is looked up meanwhile
+		for i in range(1, 1001):
+		    os.chmod("%s/n%d" % (d, i), 0o600)
+		    os.utime("%s/n%d" % (d, i), (1000000000, 1000000000))
+		# the kernel forgets the nodes those changes made: the next replies make them again
+		subprocess.run(["sh", "-c", "echo 2 >/proc/sys/vm/drop_caches"], check=True)
+		seen += [e.name for e in it]
+		bad = [n for n in seen if n.startswith("n") and
+		       (os.lstat(d + "/" + n).st_mode & 0o777 != 0o600 or
+		        os.lstat(d + "/" + n).st_mtime != 1000000000)]
+		print(len(seen), len(bad), bad[:5])
+		sys.exit(1 if bad or len(seen) != 1001 else 0)
+	EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
 }
 
 @test "fuse: a merged subdirectory looked up again after its parent changed still merges" {

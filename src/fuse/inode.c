@@ -23,6 +23,7 @@ void sfs_table_init(struct sfs_fs *fs)
 	pthread_rwlock_init(&fs->ns_lock, NULL);
 	pthread_mutex_init(&fs->table_lock, NULL);
 	pthread_mutex_init(&fs->dcache_lock, NULL);
+	pthread_cond_init(&fs->ahead_cond, NULL);
 	pthread_mutex_init(&fs->ino_lock, NULL);
 	pthread_mutex_init(&fs->fd_lock, NULL);
 	fs->root.rfd = fs->root.wfd = -1;

@@ -220,8 +220,33 @@ static int lookup_listed(struct sfs_fs *fs, struct sfs_node *dir, const char *na
 	return 0;
 }
 
+int sfs_lookup_where(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+		     const struct sfs_dirent *hint, struct sfs_lookup *lk)
+{
+	/* A current listing of the directory says where the name is, or that it is not. */
+	struct sfs_listing *l = NULL;
+	bool listed = !hint && sfs_listing_find(fs, dir, name, &l, &hint);
+	int r = 0;
+
+	if (listed && !hint)
+		*lk = (struct sfs_lookup){ .bindex = -1 };
+	else if (hint)
+		r = lookup_listed(fs, dir, name, hint, lk);
+	else
+		r = lookup_name(fs, dir, name, 0, /* known_top= */ false, lk);
+	sfs_listing_put(fs, l);
+	return r;
+}
+
 int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 	       const struct sfs_dirent *hint, struct fuse_entry_param *e)
+{
+	return sfs_lookup_pre(fs, dir, name, hint, NULL, e);
+}
+
+int sfs_lookup_pre(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+		   const struct sfs_dirent *hint, struct sfs_lookup *pre,
+		   struct fuse_entry_param *e)
 {
 	struct sfs_lookup lk;
 	struct sfs_node *node;
@@ -237,18 +262,14 @@ int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 	/* a node the kernel already knows is kept current by every change made through us */
 	node = sfs_node_find_get(fs, dir, name);
 	if (!node) {
-		/* A current listing of the directory says where the name is, or that it is not. */
-		struct sfs_listing *l = NULL;
-		bool listed = !hint && sfs_listing_find(fs, dir, name, &l, &hint);
-		if (listed && !hint)
-			lk = (struct sfs_lookup){ .bindex = -1 };
-		else if (hint)
-			r = lookup_listed(fs, dir, name, hint, &lk);
-		else
-			r = lookup_name(fs, dir, name, 0, /* known_top= */ false, &lk);
-		sfs_listing_put(fs, l);
-		if (r < 0)
-			return r;
+		if (pre) {
+			lk = *pre;
+			*pre = (struct sfs_lookup){ .bindex = -1 };
+		} else {
+			r = sfs_lookup_where(fs, dir, name, hint, &lk);
+			if (r < 0)
+				return r;
+		}
 		if (!lk.found) {
 			memset(e, 0, sizeof(*e));
 			e->entry_timeout = fs->timeout;

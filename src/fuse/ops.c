@@ -23,9 +23,11 @@ static void rdlock(struct sfs_fs *fs)
 	pthread_rwlock_rdlock(&fs->ns_lock);
 }
 
+/* Every change to names or attributes but a write's takes the lock for writing. */
 static void wrlock(struct sfs_fs *fs)
 {
 	pthread_rwlock_wrlock(&fs->ns_lock);
+	sfs_changed(fs);
 }
 
 static void unlock(struct sfs_fs *fs)
@@ -423,6 +425,7 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 		closep_if(fd, tmp);
 		return;
 	}
+	sfs_changed(fs); /* the file's size and times */
 	struct sfs_node *node = NODE(fs, ino);
 	bool inval = before_node_write(fs, node, fi, fd);
 	closep_if(fd, tmp);
@@ -468,6 +471,7 @@ static void sfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
 	int fd = req_fd(FS(req), ino, fi, true, &tmp);
 	int r = fd < 0 ? fd : fallocate(fd, mode, offset, length) < 0 ? -errno : 0;
 
+	sfs_changed(FS(req));
 	closep_if(fd, tmp);
 	fuse_reply_err(req, -r);
 }
@@ -577,6 +581,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
 	bool current = l->version == dir->dversion;
+	struct sfs_lookahead *ahead = plus ? sfs_lookahead_take(fs, l, off) : NULL;
 
 	size_t i;
 	for (i = off; i < l->n; i++) {
@@ -589,7 +594,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (plus) {
 			struct fuse_entry_param e = { 0 };
 			bool looked = false;
-			if (i >= 2 && sfs_lookup(fs, dir, d->name, current ? d : NULL, &e) == 0 &&
+			if (i >= 2 &&
+			    sfs_lookup_pre(fs, dir, d->name, current ? d : NULL,
+					   sfs_lookahead_at(ahead, i), &e) == 0 &&
 			    e.ino)
 				looked = true;
 			if (!looked) {
@@ -611,12 +618,23 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		pos += n;
 	}
+	sfs_lookahead_free(ahead);
 	/* the next READDIRPLUS looks up the entries after these: warm the branches for it */
-	if (plus)
+	bool more = plus && i < l->n;
+	if (more) {
 		sfs_prefetch(fs, dir, l, i);
-	sfs_listing_put(fs, l);
+		sfs_node_ref(fs, dir); /* the kernel may forget it once it has the reply */
+	}
 	unlock(fs);
 	fuse_reply_buf(req, buf, pos);
+	/* ... and while the kernel takes these in, look them up */
+	if (more) {
+		rdlock(fs);
+		sfs_lookahead_make(fs, dir, l, i, i - off);
+		unlock(fs);
+		sfs_node_unref(fs, dir);
+	}
+	sfs_listing_put(fs, l);
 }
 
 static void sfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

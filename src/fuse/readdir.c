@@ -95,6 +95,7 @@ static void listing_free(struct sfs_listing *l)
 		free(l->index->slots);
 	free(l->index);
 	free(l->ents);
+	sfs_lookahead_free(l->ahead);
 	free(l);
 }
 
@@ -460,6 +461,113 @@ void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l)
 	pthread_mutex_unlock(&fs->dcache_lock);
 	if (last)
 		listing_free(l);
+}
+
+/*
+ * Lookahead. READDIRPLUS answers with every entry looked up, while the listing process waits;
+ * then the process makes the kernel's inodes and dentries for the entries, while we wait for
+ * its next READDIRPLUS. To make the two overlap, the thread that sent a reply goes on to
+ * look up the entries the next one will hold (the kernel asks at the offset where this one
+ * ended), and the next reply only makes nodes of what it found. Lookups made before a change
+ * through the mount (fs->mseq moved) are thrown away: the next reply looks again.
+ */
+#define LOOKAHEAD_MIN 64 /* entries left in a listing, below which it is not worth it */
+
+struct sfs_lookahead {
+	size_t from, to; /* entries of the listing looked up */
+	uint64_t mseq;   /* fs->mseq when they were */
+	struct sfs_lookahead_ent {
+		bool have;
+		struct sfs_lookup lk;
+	} ents[];
+};
+
+void sfs_lookahead_free(struct sfs_lookahead *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->to - a->from; i++)
+		if (a->ents[i].have)
+			sfs_lookup_clear(&a->ents[i].lk);
+	free(a);
+}
+
+/*
+ * Looks up entries @from to @from + @count of @l, a listing of @dir, for the READDIRPLUS
+ * that will read them. Caller holds ns_lock.
+ */
+void sfs_lookahead_make(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l,
+			size_t from, size_t count)
+{
+	if (from >= l->n || l->n - from < LOOKAHEAD_MIN || count == 0)
+		return;
+	if (count > l->n - from)
+		count = l->n - from;
+	struct sfs_lookahead *a = malloc(sizeof(*a) + count * sizeof(a->ents[0]));
+	if (!a)
+		return;
+	pthread_mutex_lock(&fs->dcache_lock);
+	bool busy = l->ahead_busy;
+	l->ahead_busy = true;
+	pthread_mutex_unlock(&fs->dcache_lock);
+	if (busy) {
+		free(a);
+		return;
+	}
+
+	a->from = from;
+	a->to = from + count;
+	a->mseq = __atomic_load_n(&fs->mseq, __ATOMIC_ACQUIRE);
+	bool current = l->version == dir->dversion;
+	for (size_t i = 0; i < count; i++) {
+		const struct sfs_dirent *d = &l->ents[from + i];
+		struct sfs_lookahead_ent *ae = &a->ents[i];
+
+		/* a name the kernel knows is answered from its node */
+		ae->have = d->name && from + i >= 2 && sfs_check_name(fs, d->name) == 0 &&
+			   !sfs_node_find(fs, dir, d->name) &&
+			   sfs_lookup_where(fs, dir, d->name, current ? d : NULL, &ae->lk) == 0;
+	}
+
+	pthread_mutex_lock(&fs->dcache_lock);
+	struct sfs_lookahead *old = l->ahead;
+	l->ahead = a;
+	l->ahead_busy = false;
+	pthread_cond_broadcast(&fs->ahead_cond);
+	pthread_mutex_unlock(&fs->dcache_lock);
+	sfs_lookahead_free(old);
+}
+
+/*
+ * The lookups made ahead for a READDIRPLUS reading @l from entry @from, or NULL. Caller holds
+ * ns_lock; the lookahead is the caller's to free.
+ */
+struct sfs_lookahead *sfs_lookahead_take(struct sfs_fs *fs, struct sfs_listing *l, size_t from)
+{
+	struct sfs_lookahead *a = NULL, *stale = NULL;
+
+	pthread_mutex_lock(&fs->dcache_lock);
+	while (l->ahead_busy)
+		pthread_cond_wait(&fs->ahead_cond, &fs->dcache_lock);
+	if (l->ahead && l->ahead->mseq != __atomic_load_n(&fs->mseq, __ATOMIC_ACQUIRE)) {
+		stale = l->ahead;
+		l->ahead = NULL;
+	} else if (l->ahead && l->ahead->from == from) {
+		/* another reader of the listing, elsewhere in it, leaves it alone */
+		a = l->ahead;
+		l->ahead = NULL;
+	}
+	pthread_mutex_unlock(&fs->dcache_lock);
+	sfs_lookahead_free(stale);
+	return a;
+}
+
+/* The lookup of entry @i made ahead, or NULL. */
+struct sfs_lookup *sfs_lookahead_at(struct sfs_lookahead *a, size_t i)
+{
+	if (!a || i < a->from || i >= a->to || !a->ents[i - a->from].have)
+		return NULL;
+	return &a->ents[i - a->from].lk;
 }
 
 /* Names in @dir changed: the next listing is built anew. Caller holds ns_lock for writing. */

@@ -94,7 +94,16 @@ struct sfs_fs {
 	uint64_t *ino_keys, *ino_vals;
 	size_t ino_size, ino_count;
 	struct sfs_prefetcher *prefetcher;
+	/* bumped by every change to names or attributes (sfs_changed) */
+	uint64_t mseq;
+	pthread_cond_t ahead_cond; /* a lookahead was made (with dcache_lock) */
 };
+
+/* A change to names or attributes: lookups made before it are stale. */
+static inline void sfs_changed(struct sfs_fs *fs)
+{
+	__atomic_add_fetch(&fs->mseq, 1, __ATOMIC_RELEASE);
+}
 
 /* An open file. */
 struct sfs_file {
@@ -136,6 +145,8 @@ struct sfs_listing {
 	size_t live; /* entries with a name */
 	struct sfs_dirent *ents;
 	struct sfs_name_index *index; /* name -> entry */
+	struct sfs_lookahead *ahead;  /* lookups made for the next READDIRPLUS (dcache_lock) */
+	bool ahead_busy;              /* a thread is making them */
 };
 
 /*
@@ -204,6 +215,13 @@ int sfs_lookup_name(struct sfs_fs *fs, struct sfs_node *dir, const char *name, i
  */
 int sfs_lookup(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
 	       const struct sfs_dirent *hint, struct fuse_entry_param *e);
+/* sfs_lookup(), with @pre, if not NULL, a lookup of @name made a moment ago; it is used up */
+int sfs_lookup_pre(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+		   const struct sfs_dirent *hint, struct sfs_lookup *pre,
+		   struct fuse_entry_param *e);
+/* Where @name of @dir is, @hint as for sfs_lookup(); no node is made. */
+int sfs_lookup_where(struct sfs_fs *fs, struct sfs_node *dir, const char *name,
+		     const struct sfs_dirent *hint, struct sfs_lookup *lk);
 bool sfs_is_whiteout_at(struct sfs_fs *fs, int bindex, const char *dirpath, const char *name);
 bool sfs_is_opaque_at(struct sfs_fs *fs, int bindex, const char *path);
 double sfs_attr_timeout(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st);
@@ -213,6 +231,11 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 /* readdir.c */
 int sfs_listing_get(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing **ret);
 void sfs_listing_put(struct sfs_fs *fs, struct sfs_listing *l);
+void sfs_lookahead_make(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l,
+			size_t from, size_t count);
+struct sfs_lookahead *sfs_lookahead_take(struct sfs_fs *fs, struct sfs_listing *l, size_t from);
+struct sfs_lookup *sfs_lookahead_at(struct sfs_lookahead *a, size_t i);
+void sfs_lookahead_free(struct sfs_lookahead *a);
 void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l);
 void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l, size_t from);
 void sfs_prefetch_stop(struct sfs_fs *fs);

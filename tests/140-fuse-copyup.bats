@@ -176,3 +176,52 @@ per_test_setup() { sfs_require; }
 	[ "$(sha256sum <"$TEST_DIR/up/big")" = "$sum" ]
 	[ "$(sha256sum <"$TEST_DIR/mnt/big")" = "$sum" ]
 }
+
+# -o volatile (as overlayfs and fuse-overlayfs take it): no fsync at copy-up nor when asked,
+# the rw branch marked while mounted, and refused after a mount that did not end cleanly.
+@test "fuse: a volatile mount syncs nothing, and its rw branch is refused after a crash" {
+	sfs_small_stack
+	t=$TEST_DIR
+	opts="br=$t/up=rw:$t/l1=ro+wh:$t/l2=ro+wh"
+	sfs_mount "$t/mnt" "$opts,volatile"
+	pid=$(cat "$t"/.pid.*)
+	[ -d "$t/up/.wh..wh.orph/volatile" ]
+	if command -v strace >/dev/null; then
+		strace -f -qq -e trace=fsync,fdatasync,syncfs -o "$t/trace" -p "$pid" &
+		tracer=$!
+		sleep 0.5
+	fi
+	echo more >>"$t/mnt/a"          # copy-up
+	python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_WRONLY); os.fsync(fd)" "$t/mnt/a"
+	if [ -n "${tracer:-}" ]; then
+		kill "$tracer"
+		wait "$tracer" || true
+		! grep -E 'f(data)?sync\(' "$t/trace"
+	fi
+	[ "$(cat "$t/mnt/a")" = "$(printf 'a\nmore')" ]
+	# a clean end syncs the branch's file system and takes the mark away
+	sfs_umount "$t/mnt"
+	for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+	[ ! -e "$t/up/.wh..wh.orph/volatile" ]
+	[ "$(cat "$t/up/a")" = "$(printf 'a\nmore')" ]
+	sfs_mount "$t/mnt" "$opts"
+	sfs_umount "$t/mnt"
+
+	# a crash: the daemon killed while mounted
+	sfs_mount "$t/mnt" "$opts,volatile"
+	pid=$(ls -t "$t"/.pid.* | head -1 | xargs cat)
+	echo crash >"$t/mnt/new"
+	kill -9 "$pid"
+	for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+	fusermount3 -u "$t/mnt" || umount -l "$t/mnt"
+	run "$STRATA_FUSE_BIN" "$t/mnt" -o "$opts"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"rw branch '$t/up'"*"volatile mount"*"did not end cleanly"*".wh..wh.orph/volatile"* ]]
+	! mountpoint -q "$t/mnt"
+	run "$STRATA_FUSE_BIN" "$t/mnt" -o "$opts,volatile"
+	[ "$status" -ne 0 ]
+	# whoever removes the mark takes the branch as it is
+	rmdir "$t/up/.wh..wh.orph/volatile"
+	sfs_mount "$t/mnt" "$opts"
+	[ "$(cat "$t/mnt/new")" = crash ]
+}

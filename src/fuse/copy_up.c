@@ -207,7 +207,7 @@ static int copy_to_temp(struct sfs_fs *fs, int dfd, const char *path, const stru
 		r = copy_meta_fd(fs, src, dst, st);
 		if (r < 0)
 			return r;
-		if (with_data && fsync(dst) < 0)
+		if (with_data && !fs->nosync && fsync(dst) < 0)
 			return -errno;
 		return 0;
 	}

@@ -22,7 +22,7 @@ struct cmdline {
 	char *br, *brfile, *lowerdir, *upperdir, *workdir, *pidfile, *whiteout, *timeout, *handles;
 	char *pos[3];
 	int npos;
-	bool has_fsname, has_subtype, bad;
+	bool has_fsname, has_subtype, bad, nosync;
 };
 
 static char **opt_slot(struct cmdline *c, const char *arg, const char **ret_val)
@@ -58,8 +58,8 @@ static bool ignored_opt(const char *arg)
 {
 	static const char *const prefixes[] = { "index=", "metacopy=", "redirect_dir=", "xino=",
 						"nfs_export=", "uuid=", "context=" };
-	static const char *const words[] = { "volatile", "userxattr", "noatime", "relatime",
-					     "lazytime", "nodiratime", "strictatime" };
+	static const char *const words[] = { "userxattr", "noatime", "relatime", "lazytime",
+					     "nodiratime", "strictatime" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++)
 		if (!strncmp(arg, prefixes[i], strlen(prefixes[i])))
@@ -95,6 +95,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 	if (ignored_opt(arg))
 		return 0;
+	if (!strcmp(arg, "volatile")) {
+		c->nosync = true;
+		return 0;
+	}
 	if (!strncmp(arg, "fsname=", 7))
 		c->has_fsname = true;
 	if (!strncmp(arg, "subtype=", 8))
@@ -116,6 +120,7 @@ static void usage(const char *prog)
 	       "    -o pidfile=PATH       write the daemon's pid there\n"
 	       "    -o timeout=SECONDS    entry and attribute cache timeout (86400)\n"
 	       "    -o handles=yes        open and opendir round trips for every open (no)\n"
+	       "    -o volatile           no syncs: after a crash the rw branch is not to be used\n"
 	       "    -o allow_other, -f, -d, -s and the other FUSE options\n",
 	       prog, prog);
 }
@@ -275,6 +280,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "strata-fuse: option 'whiteout': unknown format '%s'\n", c.whiteout);
 		goto out_args;
 	}
+	fs.nosync = c.nosync;
 	const char *br = c.br;
 	if (br && (!strncmp(br, "br:", 3) || !strncmp(br, "br=", 3)))
 		br += 3;
@@ -331,6 +337,8 @@ int main(int argc, char *argv[])
 			goto out_unmount;
 		}
 	}
+	if (sfs_volatile_begin(&fs) < 0)
+		goto out_unmount;
 	if (c.pidfile && write_pidfile(c.pidfile) < 0) {
 		fprintf(stderr, "strata-fuse: pidfile '%s': %s\n", c.pidfile, strerror(errno));
 		goto out_unmount;
@@ -359,6 +367,9 @@ int main(int argc, char *argv[])
 	if (c.pidfile)
 		remove_pidfile(c.pidfile);
 out_unmount:
+	/* what a volatile mount did not sync is on disk now: the rw branch may be used again */
+	if (sfs_volatile_end(&fs) < 0)
+		ret = 1;
 	fuse_session_unmount(fs.se);
 out_signals:
 	fuse_remove_signal_handlers(fs.se);

@@ -457,6 +457,10 @@ static void sfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			 struct fuse_file_info *fi)
 {
 	bool tmp;
+	if (FS(req)->nosync) {
+		fuse_reply_err(req, 0);
+		return;
+	}
 	int fd = req_fd(FS(req), ino, fi, false, &tmp);
 	int r = fd < 0 ? fd : (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0;
 
@@ -667,7 +671,7 @@ static void sfs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int r = 0;
 
 	rdlock(fs);
-	if (fs->rw && node->bindex == 0) {
+	if (fs->rw && !fs->nosync && node->bindex == 0) {
 		r = sfs_node_path(node, path, sizeof(path));
 		if (r == 0) {
 			_cleanup_close_ int fd =

@@ -77,6 +77,8 @@ struct sfs_fs {
 	bool no_opendir; /* answer OPENDIR with ENOSYS */
 	bool no_open;    /* answer OPEN with ENOSYS: reads and writes go by node */
 	bool dont_mask;  /* the kernel leaves the caller's umask to us (FUSE_CAP_DONT_MASK) */
+	bool nosync;     /* -o volatile: no fsync, at copy-up or asked for */
+	bool volatile_marked; /* ... and the rw branch is marked as used so */
 	double timeout;
 	size_t name_max; /* longest name: the top branch's, less room for ".wh." */
 	struct fuse_session *se;
@@ -171,6 +173,8 @@ struct sfs_lookup {
 
 /* super.c */
 int sfs_parse_branches(struct sfs_fs *fs, const char *spec, char sep, bool from_file);
+int sfs_volatile_begin(struct sfs_fs *fs);
+int sfs_volatile_end(struct sfs_fs *fs);
 int sfs_setup(struct sfs_fs *fs, const char *brspec, const char *brfile, const char *lowerdir,
 	      const char *upperdir, const char *workdir, char *err, size_t errlen);
 

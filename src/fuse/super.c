@@ -16,6 +16,8 @@
 
 /* Where the copy-up temporaries live in a br= rw branch (aufs keeps its orphans there). */
 #define SFS_WORK_DIR WH_ORPHAN_DIR
+/* in the scratch directory while a volatile mount uses the rw branch */
+#define SFS_VOLATILE_MARK "volatile"
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) _printf_(3, 4);
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -177,12 +179,53 @@ static int open_work_dir(struct sfs_fs *fs, const char *workdir, char *err, size
 		seterr(err, errlen, "scratch directory '%s': %s", fs->work_path, strerror(errno));
 		return -errno;
 	}
+	/*
+	 * A volatile mount syncs nothing: if it did not end cleanly, files it wrote may be
+	 * empty or cut short on disk. Like overlayfs, refuse the branch until someone who
+	 * knows removes the mark (and, likely, the branch).
+	 */
+	struct stat st;
+	if (fstatat(fs->work_fd, SFS_VOLATILE_MARK, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		seterr(err, errlen,
+		       "rw branch '%s': a volatile mount of it did not end cleanly, its files "
+		       "may be incomplete (remove '%s/%s' to use it anyway)",
+		       fs->br[0].path, fs->work_path, SFS_VOLATILE_MARK);
+		return -EINVAL;
+	}
 	/* leftovers of a crash: temporaries never renamed into place */
 	_cleanup_closedir_ DIR *d = fdopendir(dup(fs->work_fd));
 	struct dirent *de;
 	while (d && (de = readdir(d))) {
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
 			rm_rf_at(fs->work_fd, de->d_name);
+	}
+	return 0;
+}
+
+/* Before a volatile mount serves its first request: the rw branch is marked. */
+int sfs_volatile_begin(struct sfs_fs *fs)
+{
+	if (!fs->nosync || !fs->rw || fs->work_fd < 0)
+		return 0;
+	if (mkdirat(fs->work_fd, SFS_VOLATILE_MARK, 0700) < 0 || fsync(fs->work_fd) < 0) {
+		fprintf(stderr, "strata-fuse: scratch directory '%s': %s\n", fs->work_path,
+			strerror(errno));
+		return -errno;
+	}
+	fs->volatile_marked = true;
+	return 0;
+}
+
+/* At a clean end of a volatile mount: once the rw branch's file system is synced, its mark goes. */
+int sfs_volatile_end(struct sfs_fs *fs)
+{
+	if (!fs->volatile_marked)
+		return 0;
+	/* the scratch directory is on the rw branch's file system, and no O_PATH fd */
+	if (syncfs(fs->work_fd) < 0 || unlinkat(fs->work_fd, SFS_VOLATILE_MARK, AT_REMOVEDIR) < 0) {
+		fprintf(stderr, "strata-fuse: rw branch '%s': %s: it stays marked volatile\n",
+			fs->br[0].path, strerror(errno));
+		return -errno;
 	}
 	return 0;
 }

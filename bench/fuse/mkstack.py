@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """Splits a root file system into N layer directories (files hard-linked, not copied),
-adds a 10k-entry directory spread over the layers, a 100 MB file in the bottom layer and,
-for N > 1, whiteouts in the top layer for every 50th file of the layers below, written in
-three formats: aufs (.wh.), overlay (0/0 char devices) and unionfs-fuse (_HIDDEN~).
+adds a 10k-entry directory spread over the layers, a 100 MB file (a copy, of one link) in
+the bottom layer and, for N > 1, whiteouts in the top layer for every 50th file of the layers
+below, written in three formats: aufs (.wh.), overlay (0/0 char devices) and unionfs-fuse
+(_HIDDEN~).
 
 usage: mkstack.py ROOTFS OUT N BIGFILE
   OUT/l0..l{N-1} (l{N-1} on top; for N > 1 the top layer comes as OUT/top-aufs,
@@ -62,7 +63,9 @@ for j in range(10000):
     layer = layers[j % n]
     os.makedirs(os.path.join(layer, "bench-big"), exist_ok=True)
     open(os.path.join(layer, "bench-big", "entry-%05d" % j), "w").close()
-os.link(big, os.path.join(layers[0], "big100"))
+# a copy, not a link: the copy-up of a file with other names also looks for those of them
+# in its layer, to keep them one inode in the rw layer (strata-fuse does; the others do not)
+shutil.copyfile(big, os.path.join(layers[0], "big100"))
 
 if n > 1:
     top = layers[-1]

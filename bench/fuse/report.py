@@ -35,8 +35,8 @@ for n in layers:
                 cells.append(f"{v:.3f}")
         print(f"| {w} | " + " | ".join(cells) + " |")
 
-colors = {"strata": "#1f77b4", "overlay": "#7f7f7f", "fuse-overlayfs": "#d62728",
-          "unionfs-fuse": "#ff7f0e"}
+colors = {"strata": "#1f77b4", "strata-volatile": "#9467bd", "overlay": "#7f7f7f",
+          "fuse-overlayfs": "#d62728", "unionfs-fuse": "#ff7f0e"}
 others = [f for f in fss if f != "overlay"]
 bw, gap, ph = 10, 14, 260
 pw = len(wls) * (len(others) * bw + gap) + 80

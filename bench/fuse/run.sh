@@ -5,6 +5,7 @@
 #
 #   bench/fuse/run.sh [-r RUNS] [-l "1 8 64"] [-o OUTDIR] [-R ROOTFS] [-w WORKDIR]
 #   FSTYPES="strata overlay" WORKLOADS="create rmrf" bench/fuse/run.sh   # a subset
+# FSTYPES may also name strata-volatile: strata-fuse with -o volatile (no fsync at copy-up).
 #
 # ROOTFS defaults to a debootstrap --variant=minbase of Debian bookworm made once in WORKDIR.
 # UPPER=loop (the default): every mount gets its upper and work directories on a fresh ext4,
@@ -90,7 +91,7 @@ lowers() {
 	local type=$1 n=$2 s=$work/stack$2 i list=()
 	if [ "$n" -gt 1 ]; then
 		case $type in
-		strata) list+=("$s/top-aufs") ;;
+		strata*) list+=("$s/top-aufs") ;;
 		unionfs-fuse) list+=("$s/top-unionfs") ;;
 		*) list+=("$s/top-ovl") ;;
 		esac
@@ -111,9 +112,11 @@ do_mount() {
 	mkdir -p "$up" "$w"
 	mapfile -t L < <(lowers "$type" "$n")
 	case $type in
-	strata)
+	strata | strata-volatile)
 		{ echo "$up=rw"; for l in "${L[@]}"; do echo "$l=ro+wh"; done; } >"$work/brfile"
-		"$SFS" bench "$mnt" -o "brfile=$work/brfile"
+		local extra=
+		[ "$type" = strata ] || extra=,volatile
+		"$SFS" bench "$mnt" -o "brfile=$work/brfile$extra"
 		;;
 	overlay)
 		mount -t overlay overlay -o "lowerdir=$(IFS=:; echo "${L[*]}"),upperdir=$up,workdir=$w" "$mnt"

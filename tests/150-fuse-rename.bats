@@ -128,3 +128,50 @@ per_test_setup() { sfs_require; }
 	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
 	[ "$(tree_digest "$TEST_DIR/mnt")" = "$before" ]
 }
+
+# renameat2(RENAME_EXCHANGE), as overlayfs and local file systems have it
+@test "fuse: RENAME_EXCHANGE swaps files and merged directories, lower branches untouched" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/A/sub" "$TEST_DIR/l2/A" "$TEST_DIR/l2/B" \
+		"$TEST_DIR/l1/E" "$TEST_DIR/l2/E"
+	echo a1 >"$TEST_DIR/l1/A/sub/x"
+	echo a2 >"$TEST_DIR/l2/A/y"
+	echo b2 >"$TEST_DIR/l2/B/z"
+	echo f >"$TEST_DIR/l2/f"
+	echo g >"$TEST_DIR/l1/g"
+	echo e >"$TEST_DIR/l1/E/e"
+	echo below-e >"$TEST_DIR/l2/E/old"
+	(cd "$TEST_DIR" && find l1 l2 -type f | sort | xargs sha1sum) >"$TEST_DIR/lower.sum"
+	br="br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
+	sfs_mount "$TEST_DIR/mnt" "$br"
+	m=$TEST_DIR/mnt
+	xchg() {
+		python3 - "$1" "$2" <<-'PY'
+			import ctypes, os, sys
+			libc = ctypes.CDLL(None, use_errno=True)
+			if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2):
+			    e = ctypes.get_errno()
+			    sys.exit("renameat2: " + os.strerror(e))
+		PY
+	}
+	echo upper >"$m/u"
+	xchg "$m/f" "$m/u"                 # lower file and upper file
+	[ "$(cat "$m/f")" = upper ] && [ "$(cat "$m/u")" = f ]
+	xchg "$m/A" "$m/B"                 # two merged directories
+	[ "$(names "$m/B")" = "sub y" ] && [ "$(names "$m/A")" = z ]
+	[ "$(cat "$m/B/sub/x")" = a1 ] && [ "$(cat "$m/A/z")" = b2 ]
+	xchg "$m/g" "$m/E"                 # a file and a directory with content below it too
+	[ -d "$m/g" ] && [ "$(names "$m/g")" = "e old" ] && [ "$(cat "$m/E")" = g ]
+	mkdir "$m/new"
+	xchg "$m/new" "$m/B/sub"           # an upper-only directory into a merged one's place
+	[ "$(names "$m/B/sub")" = "" ] && [ "$(cat "$m/new/x")" = a1 ]
+	run xchg "$m/f" "$m/missing"
+	[ "$status" -ne 0 ] && [[ "$output" == *"No such file"* ]]
+	# as it shows after a remount, from the branches alone
+	sfs_umount "$m"
+	sfs_mount "$m" "$br"
+	[ "$(cat "$m/f")" = upper ] && [ "$(cat "$m/u")" = f ]
+	[ "$(names "$m/B")" = "sub y" ] && [ "$(names "$m/A")" = z ]
+	[ "$(names "$m/B/sub")" = "" ] && [ "$(names "$m/new")" = x ]
+	[ "$(names "$m/g")" = "e old" ] && [ "$(cat "$m/E")" = g ]
+	(cd "$TEST_DIR" && sha1sum -c --quiet lower.sum)
+}

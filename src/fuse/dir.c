@@ -473,6 +473,86 @@ static bool same_object(struct sfs_node *a, struct sfs_node *b)
 }
 
 /*
+ * Makes @node whole in the rw branch before it takes another name: a directory with lower
+ * content has its tree copied up, and then must not merge with what is below, at either
+ * name (*@opaque).
+ */
+static int copy_up_to_move(struct sfs_fs *fs, struct sfs_node *node, bool *opaque)
+{
+	*opaque = node->type == S_IFDIR && (node->bindex != 0 || node->nlayers > 1);
+	return *opaque ? sfs_copy_up_tree(fs, node) : sfs_copy_up(fs, node, true);
+}
+
+/* Whether directory @node, given the name @dir/@name, must be opaque there. */
+static int opaque_at(struct sfs_fs *fs, struct sfs_node *node, bool copied_tree,
+		     struct sfs_node *dir, const char *name)
+{
+	if (node->type != S_IFDIR)
+		return 0;
+	return copied_tree ? 1 : name_below(fs, dir, name);
+}
+
+/*
+ * RENAME_EXCHANGE: both objects are made whole in the rw branch and swap names there. Both
+ * names stay in the view, so no whiteout is made; a directory becomes opaque where it would
+ * otherwise merge with what is below its new name.
+ */
+static int rename_exchange(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
+			   struct sfs_node *ndir, const char *nname)
+{
+	char odpath[PATH_MAX], ndpath[PATH_MAX], opath[PATH_MAX], npath[PATH_MAX];
+	struct sfs_node *a = NULL, *b = NULL;
+	bool a_tree = false, b_tree = false;
+	int a_opq = 0, b_opq = 0;
+	int r;
+
+	r = get_node(fs, odir, oname, &a);
+	if (r < 0)
+		return r;
+	r = get_node(fs, ndir, nname, &b);
+	if (r < 0)
+		goto out;
+	if (same_object(a, b))
+		goto out; /* two names of one inode: swapping them changes nothing */
+	r = copy_up_to_move(fs, a, &a_tree);
+	if (r == 0)
+		r = copy_up_to_move(fs, b, &b_tree);
+	if (r == 0)
+		r = sfs_copy_up(fs, odir, true);
+	if (r == 0)
+		r = sfs_copy_up(fs, ndir, true);
+	if (r == 0)
+		r = sfs_node_path(odir, odpath, sizeof(odpath));
+	if (r == 0)
+		r = sfs_node_path(ndir, ndpath, sizeof(ndpath));
+	if (r == 0)
+		r = sfs_join(opath, sizeof(opath), odpath, "", oname);
+	if (r == 0)
+		r = sfs_join(npath, sizeof(npath), ndpath, "", nname);
+	if (r == 0 && (a_opq = opaque_at(fs, a, a_tree, ndir, nname)) < 0)
+		r = a_opq;
+	if (r == 0 && (b_opq = opaque_at(fs, b, b_tree, odir, oname)) < 0)
+		r = b_opq;
+	if (r == 0 && a_opq)
+		r = make_opaque(fs, opath);
+	if (r == 0 && b_opq)
+		r = make_opaque(fs, npath);
+	if (r == 0)
+		r = sfs_do_renameat(fs->br[0].fd, opath, fs->br[0].fd, npath, RENAME_EXCHANGE);
+	if (r < 0)
+		goto out;
+	sfs_node_move(fs, a, ndir, nname); /* unhashes b */
+	sfs_node_move(fs, b, odir, oname);
+	sfs_dir_changed(fs, odir);
+	sfs_dir_changed(fs, ndir);
+out:
+	if (b)
+		sfs_node_forget(fs, b, 1);
+	sfs_node_forget(fs, a, 1);
+	return r;
+}
+
+/*
  * RENAME, never EXDEV: a lower directory's subtree is copied up first. Returns 1 when both
  * names are links of one inode: nothing changes, but the kernel, which sees two inodes,
  * believes the source name gone.
@@ -489,10 +569,13 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 	r = sfs_check_name(fs, nname);
 	if (r < 0)
 		return r;
-	if (flags & ~RENAME_NOREPLACE)
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
+	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
 		return -EINVAL;
 	if (!fs->rw)
 		return -EROFS;
+	if (flags & RENAME_EXCHANGE)
+		return rename_exchange(fs, odir, oname, ndir, nname);
 	r = get_node(fs, odir, oname, &src);
 	if (r < 0)
 		return r;
@@ -529,13 +612,8 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 		}
 	}
 
-	bool need_opaque = false;
-	if (src->type == S_IFDIR && (src->bindex != 0 || src->nlayers > 1)) {
-		r = sfs_copy_up_tree(fs, src);
-		need_opaque = true;
-	} else {
-		r = sfs_copy_up(fs, src, true);
-	}
+	bool need_opaque;
+	r = copy_up_to_move(fs, src, &need_opaque);
 	if (r == 0)
 		r = sfs_copy_up(fs, ndir, true);
 	if (r == 0)

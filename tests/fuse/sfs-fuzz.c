@@ -633,10 +633,15 @@ static void do_op(int t, const char *root, int op, const char *r1, const char *r
 			return;
 		break;
 	case 6:
-	case 7:
 		if (rename(p1, p2) == 0)
 			return;
 		break;
+	case 7: { /* renameat2: every other one plain, then exchange and no-replace */
+		unsigned flags = (arg & 1) ? 0 : (arg & 2) ? RENAME_EXCHANGE : RENAME_NOREPLACE;
+		if (renameat2(AT_FDCWD, p1, AT_FDCWD, p2, flags) == 0)
+			return;
+		break;
+	}
 	case 8:
 		if (symlink(NAMES[arg % 6], p1) == 0 &&
 		    utimensat(AT_FDCWD, p1, ts, AT_SYMLINK_NOFOLLOW) == 0)
@@ -740,7 +745,7 @@ static int run_ops(const char *a, const char *b, int nops)
 {
 	static const char *const opnames[] = {
 		"write",     "pwrite",	 "truncate", "unlink",	    "mkdir",	   "rmdir",
-		"rename",    "rename",	 "symlink",  "link",	    "chmod",	   "read",
+		"rename",    "renameat2", "symlink",  "link",	    "chmod",	   "read",
 		"readdir",   "stat",	 "chown",    "setxattr",    "removexattr", "utimes",
 		"keep-open", "fd-write", "fd-read",  "fd-truncate", "fd-stat",	   "fd-close",
 	};

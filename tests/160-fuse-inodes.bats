@@ -90,3 +90,29 @@ drop_caches() {
 	dups=$(find "$TEST_DIR/mnt" ! -name hl2 -printf '%i\n' | sort | uniq -d | wc -l)
 	[ "$dups" -eq 0 ]
 }
+
+# The other names of a lower hard link come from an index of the branch made at the first
+# copy-up that needs it; the branch does not change while mounted.
+@test "fuse: many lower hard links copied up one after another each stay one inode" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/a" "$TEST_DIR/l1/b/c"
+	for i in $(seq 1 40); do
+		echo "$i" >"$TEST_DIR/l1/a/f$i"
+		ln "$TEST_DIR/l1/a/f$i" "$TEST_DIR/l1/b/c/g$i"
+	done
+	ln "$TEST_DIR/l1/a/f7" "$TEST_DIR/l1/third"
+	echo single >"$TEST_DIR/l1/a/single"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh"
+	m=$TEST_DIR/mnt
+	for i in $(seq 1 40); do echo "more $i" >>"$m/b/c/g$i"; done
+	echo x >>"$m/a/single"
+	for i in $(seq 1 40); do
+		[ "$(tail -1 "$m/a/f$i")" = "more $i" ]
+		[ "$(stat -c %i "$m/a/f$i")" = "$(stat -c %i "$m/b/c/g$i")" ]
+		# the rw branch holds one inode for both names, as a layer tar needs
+		[ "$(stat -c %i "$TEST_DIR/up/a/f$i")" = "$(stat -c %i "$TEST_DIR/up/b/c/g$i")" ]
+	done
+	[ "$(stat -c %h "$TEST_DIR/up/third")" = 3 ]
+	[ "$(tail -1 "$m/third")" = "more 7" ]
+	[ "$(stat -c %h "$TEST_DIR/up/a/single")" = 1 ]
+	[ "$(cat "$TEST_DIR/l1/a/f7")" = 7 ]
+}

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "hashset.h"
 #include "sfs.h"
 
 int sfs_make_temp(struct sfs_fs *fs, char *buf, size_t size)
@@ -344,13 +345,40 @@ static void plnk_clear(struct sfs_fs *fs, const char *key)
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
-/* Paths in branch @dfd of regular files that are inode @st, but @skip. */
-static int find_links(int dfd, const char *dir, const struct stat *st, const char *skip,
-		      char ***paths, size_t *n)
+/*
+ * The names of a read-only branch's hard-linked files, by inode: a copy-up of one of them
+ * links the others to the copy. One scan of the branch makes the index, the first time a
+ * copy-up needs it, and it serves for the life of the mount: such a branch does not change.
+ * A slot's name holds the inode's paths, each ended by a NUL, and then an empty one.
+ */
+
+/* Appends @path to the paths of @sl, which is marked used from its second path on. */
+static int links_add(struct inode_slot *sl, const char *path)
 {
-	int fd = openat(dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	size_t len = 0, plen = strlen(path) + 1;
+
+	if (sl->name) {
+		const char *p = sl->name;
+		while (*p)
+			p += strlen(p) + 1;
+		len = (size_t)(p - sl->name);
+		sl->used = true;
+	}
+	char *n = realloc(sl->name, len + plen + 1);
+	if (!n)
+		return -ENOMEM;
+	memcpy(n + len, path, plen);
+	n[len + plen] = '\0';
+	sl->name = n;
+	return 0;
+}
+
+/* The regular files under @path (@len bytes of a PATH_MAX buffer) of branch @dfd into @all. */
+static int links_scan(int dfd, char *path, size_t len, struct inode_set *all)
+{
+	int fd = openat(dfd, len ? path : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return 0; /* what cannot be read here, lookups cannot show either */
 	_cleanup_closedir_ DIR *d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -359,24 +387,79 @@ static int find_links(int dfd, const char *dir, const struct stat *st, const cha
 	struct dirent *de;
 	int r = 0;
 	while (r == 0 && (de = readdir(d))) {
-		char p[PATH_MAX];
-		struct stat cst;
-
+		size_t nlen = strlen(de->d_name), at = len;
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    wh_is_whiteout(de->d_name))
+		    wh_is_whiteout(de->d_name) || len + 1 + nlen >= PATH_MAX)
 			continue;
-		if (sfs_join(p, sizeof(p), dir, "", de->d_name) < 0)
-			continue;
-		if (de->d_type == DT_DIR) {
-			r = find_links(dfd, p, st, skip, paths, n);
-			continue;
+		if (len)
+			path[at++] = '/';
+		memcpy(path + at, de->d_name, nlen + 1);
+		unsigned char type = de->d_type;
+		if (type == DT_UNKNOWN) {
+			struct stat st;
+			type = fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 ?
+				       IFTODT(st.st_mode) :
+				       DT_UNKNOWN;
 		}
-		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+		if (type == DT_DIR) {
+			r = links_scan(dfd, path, at + nlen, all);
+		} else if (type == DT_REG) {
+			struct inode_slot *sl = inode_set_get(all, 0, de->d_ino);
+			r = sl ? links_add(sl, path) : -ENOMEM;
+		}
+		path[len] = '\0';
+	}
+	return r;
+}
+
+static int links_index(struct sfs_fs *fs, int bindex)
+{
+	struct sfs_branch *br = &fs->br[bindex];
+	struct inode_set all = { 0 };
+	char path[PATH_MAX] = "";
+
+	if (br->links)
+		return 0;
+	struct inode_set *links = calloc(1, sizeof(*links));
+	int r = links ? links_scan(br->fd, path, 0, &all) : -ENOMEM;
+	/* only the inodes of more than one name are kept */
+	for (size_t i = 0; r == 0 && i < all.cap; i++) {
+		struct inode_slot *sl = &all.slots[i];
+		if (!sl->taken || !sl->used)
 			continue;
-		if (de->d_ino != st->st_ino && de->d_type != DT_UNKNOWN)
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &cst, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    cst.st_ino != st->st_ino || cst.st_dev != st->st_dev || !strcmp(p, skip))
+		struct inode_slot *k = inode_set_get(links, 0, sl->ino);
+		if (!k) {
+			r = -ENOMEM;
+			break;
+		}
+		k->name = TAKE_PTR(sl->name);
+	}
+	inode_set_clear(&all);
+	if (r < 0) {
+		if (links)
+			inode_set_clear(links);
+		free(links);
+		return r;
+	}
+	br->links = links;
+	return 0;
+}
+
+/* Paths in branch @bindex of regular files that are inode @st, but @skip. */
+static int find_links(struct sfs_fs *fs, int bindex, const struct stat *st, const char *skip,
+		      char ***paths, size_t *n)
+{
+	int r = links_index(fs, bindex);
+	if (r < 0)
+		return r;
+	struct inode_slot *sl = inode_set_get(fs->br[bindex].links, 0, st->st_ino);
+	if (!sl)
+		return -ENOMEM;
+	for (const char *p = sl->name; p && *p; p += strlen(p) + 1) {
+		struct stat cst;
+		if (!strcmp(p, skip) ||
+		    fstatat(fs->br[bindex].fd, p, &cst, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    cst.st_ino != st->st_ino || cst.st_dev != st->st_dev)
 			continue;
 		char **nv = realloc(*paths, (*n + 1) * sizeof(char *));
 		if (!nv)
@@ -386,7 +469,7 @@ static int find_links(int dfd, const char *dir, const struct stat *st, const cha
 			return -ENOMEM;
 		(*n)++;
 	}
-	return r;
+	return 0;
 }
 
 /* The node for a path of the merged view, with a reference (sfs_node_forget(.., 1)). */
@@ -419,7 +502,7 @@ static int node_at(struct sfs_fs *fs, const char *path, struct sfs_node **ret)
 
 /*
  * Copies up the other names of the lower inode @st of branch @bindex that the merged view
- * shows: they become links of the copy at @path. Scans the branch: hard links are rare.
+ * shows: they become links of the copy at @path.
  */
 static int link_siblings(struct sfs_fs *fs, int bindex, const struct stat *st, const char *path)
 {
@@ -427,7 +510,7 @@ static int link_siblings(struct sfs_fs *fs, int bindex, const struct stat *st, c
 	size_t n = 0;
 	int r;
 
-	r = find_links(fs->br[bindex].fd, ".", st, path, &paths, &n);
+	r = find_links(fs, bindex, st, path, &paths, &n);
 	for (size_t i = 0; i < n; i++) {
 		struct sfs_node *sib;
 		if (r == 0 && node_at(fs, paths[i], &sib) == 0) {
@@ -503,7 +586,7 @@ out_remove:
 /*
  * A removed name of a lower hard link (@st) still open: if the inode has another name in the
  * merged view, that name is copied up, and @node becomes one more link to the copy. -ENOENT
- * if no other name shows. Scans the branch, as link_siblings() does: hard links are rare.
+ * if no other name shows. Its names come from the branch's index, as for link_siblings().
  */
 static int copy_up_orphan_link(struct sfs_fs *fs, struct sfs_node *node, const struct stat *st)
 {
@@ -511,7 +594,7 @@ static int copy_up_orphan_link(struct sfs_fs *fs, struct sfs_node *node, const s
 	size_t n = 0;
 	int r;
 
-	r = find_links(fs->br[node->bindex].fd, ".", st, "", &paths, &n);
+	r = find_links(fs, node->bindex, st, "", &paths, &n);
 	if (r == 0)
 		r = -ENOENT;
 	for (size_t i = 0; i < n; i++) {

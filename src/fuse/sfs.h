@@ -28,6 +28,7 @@ struct sfs_branch {
 	bool wh;     /* whiteouts in it are honoured */
 	unsigned fsidx; /* index of its file system among the branches', folded into st_ino */
 	dev_t dev;
+	struct inode_set *links; /* its hard-linked files' names, once a copy-up needed them */
 };
 
 /*

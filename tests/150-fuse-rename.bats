@@ -139,6 +139,8 @@ per_test_setup() { sfs_require; }
 	echo f >"$TEST_DIR/l2/f"
 	echo g >"$TEST_DIR/l1/g"
 	echo e >"$TEST_DIR/l1/E/e"
+	echo h >"$TEST_DIR/l2/h1"
+	ln "$TEST_DIR/l2/h1" "$TEST_DIR/l2/h2"
 	echo below-e >"$TEST_DIR/l2/E/old"
 	(cd "$TEST_DIR" && find l1 l2 -type f | sort | xargs sha1sum) >"$TEST_DIR/lower.sum"
 	br="br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
@@ -164,6 +166,13 @@ per_test_setup() { sfs_require; }
 	mkdir "$m/new"
 	xchg "$m/new" "$m/B/sub"           # an upper-only directory into a merged one's place
 	[ "$(names "$m/B/sub")" = "" ] && [ "$(cat "$m/new/x")" = a1 ]
+	xchg "$m/h1" "$m/h2"               # two names of one inode: nothing to swap but names
+	echo more >>"$m/h1"
+	[ "$(cat "$m/h2")" = "$(printf 'h\nmore')" ]
+	rm "$m/h2"
+	[ "$(cat "$m/h1")" = "$(printf 'h\nmore')" ]
+	mv "$m/h1" "$m/h3"
+	[ "$(cat "$m/h3")" = "$(printf 'h\nmore')" ] && [ ! -e "$m/h1" ] && [ ! -e "$m/h2" ]
 	run xchg "$m/f" "$m/missing"
 	[ "$status" -ne 0 ] && [[ "$output" == *"No such file"* ]]
 	# as it shows after a remount, from the branches alone

@@ -512,8 +512,10 @@ static int rename_exchange(struct sfs_fs *fs, struct sfs_node *odir, const char 
 	r = get_node(fs, ndir, nname, &b);
 	if (r < 0)
 		goto out;
+	if (a == b)
+		goto out;
 	if (same_object(a, b))
-		goto out; /* two names of one inode: swapping them changes nothing */
+		goto swap; /* two names of one inode: the branches stay as they are */
 	r = copy_up_to_move(fs, a, &a_tree);
 	if (r == 0)
 		r = copy_up_to_move(fs, b, &b_tree);
@@ -541,6 +543,8 @@ static int rename_exchange(struct sfs_fs *fs, struct sfs_node *odir, const char 
 		r = sfs_do_renameat(fs->br[0].fd, opath, fs->br[0].fd, npath, RENAME_EXCHANGE);
 	if (r < 0)
 		goto out;
+swap:
+	/* the kernel swapped its dentries: each node takes the other's name */
 	sfs_node_move(fs, a, ndir, nname); /* unhashes b */
 	sfs_node_move(fs, b, odir, oname);
 	sfs_dir_changed(fs, odir);

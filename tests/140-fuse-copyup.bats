@@ -225,3 +225,38 @@ per_test_setup() { sfs_require; }
 	sfs_mount "$t/mnt" "$opts"
 	[ "$(cat "$t/mnt/new")" = crash ]
 }
+
+# A full rw branch: the copy-up fails with ENOSPC, and neither a half copy nor a temporary
+# is left; the lower file still shows whole, and what fits still works.
+@test "fuse: a copy-up that does not fit fails with ENOSPC and leaves nothing behind" {
+	mkdir -p "$TEST_DIR/upfs" "$TEST_DIR/l1/d"
+	mount -t tmpfs -o size=1m none "$TEST_DIR/upfs" || skip "cannot mount tmpfs"
+	head -c 3M /dev/urandom >"$TEST_DIR/l1/d/big"
+	echo small >"$TEST_DIR/l1/d/small"
+	echo other >"$TEST_DIR/l1/d/other"
+	sum=$(sha1sum <"$TEST_DIR/l1/d/big")
+	mkdir "$TEST_DIR/upfs/up"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/upfs/up=rw:$TEST_DIR/l1=ro+wh"
+	m=$TEST_DIR/mnt
+	run bash -c "echo more >>'$m/d/big'"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"No space left on device"* ]]
+	[ "$(sha1sum <"$m/d/big")" = "$sum" ]
+	[ ! -e "$TEST_DIR/upfs/up/d/big" ]
+	[ -z "$(ls -A "$TEST_DIR/upfs/up/.wh..wh.orph")" ]
+	# the rest still works: a small copy-up, a removal, a write until full and its undoing
+	echo more >>"$m/d/small"
+	[ "$(cat "$m/d/small")" = "$(printf 'small\nmore')" ]
+	rm "$m/d/big"
+	[ ! -e "$m/d/big" ] && [ -e "$TEST_DIR/l1/d/big" ]
+	run dd if=/dev/zero of="$m/fill" bs=64k count=64
+	[ "$status" -ne 0 ]
+	# full: a whiteout is a link of the branch's base file, and needs no room for data
+	rm "$m/d/other"
+	[ ! -e "$m/d/other" ] && [ -e "$TEST_DIR/upfs/up/d/.wh.other" ]
+	rm "$m/fill"
+	echo after >"$m/after"
+	[ "$(cat "$m/after")" = after ]
+	sfs_umount "$m"
+	umount "$TEST_DIR/upfs"
+}

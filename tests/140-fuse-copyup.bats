@@ -260,3 +260,32 @@ per_test_setup() { sfs_require; }
 	sfs_umount "$m"
 	umount "$TEST_DIR/upfs"
 }
+
+# The server killed in the middle of a copy-up: the next mount shows the file whole, as the
+# lower branch has it or as the copy-up left it, never half copied; the temporary is gone.
+@test "fuse: a server killed during a copy-up leaves the file whole" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1"
+	head -c 48M /dev/urandom >"$TEST_DIR/l1/big"
+	sum=$(sha1sum <"$TEST_DIR/l1/big" | cut -d' ' -f1)
+	sumx=$( (cat "$TEST_DIR/l1/big"; echo x) | sha1sum | cut -d' ' -f1)
+	br="br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh"
+	for delay in 0.001 0.005 0.01 0.02 0.04 0.08; do
+		rm -rf "$TEST_DIR/up" && mkdir "$TEST_DIR/up"
+		sfs_mount "$TEST_DIR/mnt" "$br"
+		pid=$(cat "$(ls -t "$TEST_DIR"/.pid.* | head -1)")
+		(echo x >>"$TEST_DIR/mnt/big") 2>/dev/null &
+		writer=$!
+		sleep "$delay"
+		kill -9 "$pid"
+		wait "$writer" || true
+		for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+		fusermount3 -u -z "$TEST_DIR/mnt" 2>/dev/null || umount -l "$TEST_DIR/mnt"
+		sfs_mount "$TEST_DIR/mnt" "$br"
+		got=$(sha1sum <"$TEST_DIR/mnt/big" | cut -d' ' -f1)
+		echo "delay $delay: $got"
+		[ "$got" = "$sum" ] || [ "$got" = "$sumx" ]
+		[ -z "$(ls -A "$TEST_DIR/up/.wh..wh.orph")" ]
+		sfs_umount "$TEST_DIR/mnt"
+	done
+	[ "$(sha1sum <"$TEST_DIR/l1/big" | cut -d' ' -f1)" = "$sum" ]
+}

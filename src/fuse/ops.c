@@ -586,6 +586,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
 	bool current = l->version == dir->dversion;
 	struct sfs_lookahead *ahead = plus ? sfs_lookahead_take(fs, l, off) : NULL;
+	/* the entries of a listing read from its start are looked up in parallel with this */
+	if (plus && off == 0)
+		sfs_prefetch(fs, dir, l, 2);
 
 	size_t i;
 	for (i = off; i < l->n; i++) {

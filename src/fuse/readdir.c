@@ -592,16 +592,18 @@ int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir)
 /*
  * The prefetcher. READDIRPLUS answers with every entry's attributes, looked up in its
  * branch one by one while the listing process waits; on a cold cache each lookup is a
- * directory search and an inode read in the branch's file system. A thread of its own
- * stats the entries ahead of the replies, so that this work overlaps the kernel's making
- * of inodes for the entries already sent: the replies then find the branches' caches warm.
- * What it finds is thrown away, the replies look again, so nothing it does can be stale.
+ * directory search and an inode read in the branch's file system, and the lookup of a
+ * subdirectory looks for an opaque marker in every branch it merges, a read of each of
+ * those directories. From the first READDIRPLUS of a listing on, threads of their own do
+ * the same ahead of the replies, so that the disk serves several reads at once and the
+ * replies find the branches' caches warm. What they find is thrown away, the replies look
+ * again, so nothing they do can be stale.
  */
-#define PREFETCH_MIN 64    /* entries left in a listing, below which it is not worth it */
+#define PREFETCH_MIN 8     /* entries left in a listing, below which it is not worth it */
 #define PREFETCH_QUEUE 16  /* listings waiting; more are not prefetched */
-#define PREFETCH_CHUNK 32  /* entries a thread takes at a time */
+#define PREFETCH_CHUNK 32  /* lookups a thread takes at a time */
 /* Threads: a cold lookup mostly waits for the disk, and several wait at once. */
-#define PREFETCH_THREADS 3
+#define PREFETCH_THREADS 4
 
 struct prefetch_job {
 	struct prefetch_job *next;
@@ -631,8 +633,19 @@ static void prefetch_range(struct sfs_fs *fs, const struct prefetch_job *j, size
 	for (size_t i = from; i < to; i++) {
 		const struct sfs_dirent *d = &j->l->ents[i];
 		struct stat st;
-		if (d->name && d->br >= 0 && sfs_join(path, sizeof(path), j->path, "", d->name) == 0)
-			(void)fstatat(fs->br[d->br].fd, path, &st, AT_SYMLINK_NOFOLLOW);
+		if (!d->name || d->br < 0 || i < 2)
+			continue;
+		if (d->type != DT_DIR) {
+			if (sfs_join(path, sizeof(path), j->path, "", d->name) == 0)
+				(void)fstatat(fs->br[d->br].fd, path, &st, AT_SYMLINK_NOFOLLOW);
+			continue;
+		}
+		/* a directory's lookup looks for an opaque marker in every branch it merges */
+		if (sfs_join(path, sizeof(path), j->path, d->name, "/" WH_OPAQUE) < 0)
+			continue;
+		(void)fstatat(fs->br[d->br].fd, path, &st, AT_SYMLINK_NOFOLLOW);
+		for (int k = 0; k < d->nlower; k++)
+			(void)fstatat(fs->br[d->lower[k]].fd, path, &st, AT_SYMLINK_NOFOLLOW);
 	}
 }
 
@@ -658,8 +671,10 @@ static void *prefetch_thread(void *u)
 		if (p->stop)
 			break;
 		struct prefetch_job *j = p->head;
-		size_t from = j->from, to = j->l->n - from > PREFETCH_CHUNK ? from + PREFETCH_CHUNK
-									     : j->l->n;
+		/* a chunk is about PREFETCH_CHUNK lookups: a directory costs one per branch */
+		size_t from = j->from, to = from;
+		for (unsigned w = 0; to < j->l->n && w < PREFETCH_CHUNK; to++)
+			w += 1 + (j->l->ents[to].type == DT_DIR ? j->l->ents[to].nlower : 0);
 		j->from = to;
 		if (to == j->l->n)
 			prefetch_dequeue(p, j);

@@ -492,6 +492,25 @@ static int opaque_at(struct sfs_fs *fs, struct sfs_node *node, bool copied_tree,
 	return copied_tree ? 1 : name_below(fs, dir, name);
 }
 
+/* Where a rename's two names are in the branches. */
+struct move_paths {
+	char odir[PATH_MAX], ndir[PATH_MAX], old[PATH_MAX], new[PATH_MAX];
+};
+
+static int move_paths(struct move_paths *mp, struct sfs_node *odir, const char *oname,
+		      struct sfs_node *ndir, const char *nname)
+{
+	int r = sfs_node_path(odir, mp->odir, sizeof(mp->odir));
+
+	if (r == 0)
+		r = sfs_node_path(ndir, mp->ndir, sizeof(mp->ndir));
+	if (r == 0)
+		r = sfs_join(mp->old, sizeof(mp->old), mp->odir, "", oname);
+	if (r == 0)
+		r = sfs_join(mp->new, sizeof(mp->new), mp->ndir, "", nname);
+	return r;
+}
+
 /*
  * RENAME_EXCHANGE: both objects are made whole in the rw branch and swap names there. Both
  * names stay in the view, so no whiteout is made; a directory becomes opaque where it would
@@ -500,7 +519,7 @@ static int opaque_at(struct sfs_fs *fs, struct sfs_node *node, bool copied_tree,
 static int rename_exchange(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 			   struct sfs_node *ndir, const char *nname)
 {
-	char odpath[PATH_MAX], ndpath[PATH_MAX], opath[PATH_MAX], npath[PATH_MAX];
+	struct move_paths mp;
 	struct sfs_node *a = NULL, *b = NULL;
 	bool a_tree = false, b_tree = false;
 	int a_opq = 0, b_opq = 0;
@@ -524,23 +543,17 @@ static int rename_exchange(struct sfs_fs *fs, struct sfs_node *odir, const char 
 	if (r == 0)
 		r = sfs_copy_up(fs, ndir, true);
 	if (r == 0)
-		r = sfs_node_path(odir, odpath, sizeof(odpath));
-	if (r == 0)
-		r = sfs_node_path(ndir, ndpath, sizeof(ndpath));
-	if (r == 0)
-		r = sfs_join(opath, sizeof(opath), odpath, "", oname);
-	if (r == 0)
-		r = sfs_join(npath, sizeof(npath), ndpath, "", nname);
+		r = move_paths(&mp, odir, oname, ndir, nname);
 	if (r == 0 && (a_opq = opaque_at(fs, a, a_tree, ndir, nname)) < 0)
 		r = a_opq;
 	if (r == 0 && (b_opq = opaque_at(fs, b, b_tree, odir, oname)) < 0)
 		r = b_opq;
 	if (r == 0 && a_opq)
-		r = make_opaque(fs, opath);
+		r = make_opaque(fs, mp.old);
 	if (r == 0 && b_opq)
-		r = make_opaque(fs, npath);
+		r = make_opaque(fs, mp.new);
 	if (r == 0)
-		r = sfs_do_renameat(fs->br[0].fd, opath, fs->br[0].fd, npath, RENAME_EXCHANGE);
+		r = sfs_do_renameat(fs->br[0].fd, mp.old, fs->br[0].fd, mp.new, RENAME_EXCHANGE);
 	if (r < 0)
 		goto out;
 swap:
@@ -564,7 +577,7 @@ out:
 int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 	       struct sfs_node *ndir, const char *nname, unsigned flags)
 {
-	char odpath[PATH_MAX], ndpath[PATH_MAX], opath[PATH_MAX], npath[PATH_MAX];
+	struct move_paths mp;
 	struct sfs_node *src = NULL, *dst = NULL;
 	int r;
 
@@ -616,28 +629,20 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 		}
 	}
 
-	bool need_opaque;
-	r = copy_up_to_move(fs, src, &need_opaque);
+	bool tree;
+	r = copy_up_to_move(fs, src, &tree);
 	if (r == 0)
 		r = sfs_copy_up(fs, ndir, true);
 	if (r == 0)
-		r = sfs_node_path(odir, odpath, sizeof(odpath));
-	if (r == 0)
-		r = sfs_node_path(ndir, ndpath, sizeof(ndpath));
-	if (r == 0)
-		r = sfs_join(opath, sizeof(opath), odpath, "", oname);
-	if (r == 0)
-		r = sfs_join(npath, sizeof(npath), ndpath, "", nname);
+		r = move_paths(&mp, odir, oname, ndir, nname);
 	if (r < 0)
 		goto out;
 
-	r = name_below(fs, ndir, nname);
+	r = opaque_at(fs, src, tree, ndir, nname);
 	if (r < 0)
 		goto out;
-	if (src->type == S_IFDIR && r)
-		need_opaque = true;
-	if (need_opaque) {
-		r = make_opaque(fs, opath);
+	if (r) {
+		r = make_opaque(fs, mp.old);
 		if (r < 0)
 			goto out;
 	}
@@ -649,29 +654,29 @@ int sfs_rename(struct sfs_fs *fs, struct sfs_node *odir, const char *oname,
 	if (dst)
 		sfs_node_pin(fs, dst);
 	if (dst && dst->bindex == 0 && !dst->plnk) {
-		forget_upper_ino(fs, npath);
+		forget_upper_ino(fs, mp.new);
 		if (dst->type == S_IFDIR) {
-			r = remove_upper_dir(fs, npath);
+			r = remove_upper_dir(fs, mp.new);
 			if (r < 0)
 				goto out;
 		}
 	}
-	bool aufs_wh = upper_aufs_whiteout(fs, ndpath, nname);
-	if (upper_ovl_whiteout(fs, npath) && src->type == S_IFDIR) {
-		r = sfs_do_unlinkat(fs->br[0].fd, npath, 0);
+	bool aufs_wh = upper_aufs_whiteout(fs, mp.ndir, nname);
+	if (upper_ovl_whiteout(fs, mp.new) && src->type == S_IFDIR) {
+		r = sfs_do_unlinkat(fs->br[0].fd, mp.new, 0);
 		if (r < 0)
 			goto out;
 	}
-	r = sfs_do_renameat(fs->br[0].fd, opath, fs->br[0].fd, npath, 0);
+	r = sfs_do_renameat(fs->br[0].fd, mp.old, fs->br[0].fd, mp.new, 0);
 	if (r < 0)
 		goto out;
 	if (aufs_wh)
-		remove_aufs_whiteout(fs, ndpath, nname);
+		remove_aufs_whiteout(fs, mp.ndir, nname);
 	if (need_wh) {
-		r = sfs_whiteout(fs, odpath, oname);
+		r = sfs_whiteout(fs, mp.odir, oname);
 		if (r < 0) {
 			/* put it back rather than let the lower name show through */
-			sfs_do_renameat(fs->br[0].fd, npath, fs->br[0].fd, opath, 0);
+			sfs_do_renameat(fs->br[0].fd, mp.new, fs->br[0].fd, mp.old, 0);
 			goto out;
 		}
 	}

@@ -586,9 +586,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
 	bool current = l->version == dir->dversion;
 	struct sfs_lookahead *ahead = plus ? sfs_lookahead_take(fs, l, off) : NULL;
-	/* the entries of a listing read from its start are looked up in parallel with this */
-	if (plus && off == 0)
-		sfs_prefetch(fs, dir, l, 2);
+	/* the entries from here on are looked up in parallel with this reply and the next */
+	if (plus)
+		sfs_prefetch(fs, dir, l, off < 2 ? 2 : (size_t)off);
 
 	size_t i;
 	for (i = off; i < l->n; i++) {
@@ -626,12 +626,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pos += n;
 	}
 	sfs_lookahead_free(ahead);
-	/* the next READDIRPLUS looks up the entries after these: warm the branches for it */
 	bool more = plus && i < l->n;
-	if (more) {
-		sfs_prefetch(fs, dir, l, i);
+	if (more)
 		sfs_node_ref(fs, dir); /* the kernel may forget it once it has the reply */
-	}
 	unlock(fs);
 	fuse_reply_buf(req, buf, pos);
 	/* ... and while the kernel takes these in, look them up */

@@ -125,14 +125,19 @@ per_test_setup() { sfs_require; }
 # a change made through the mount in between must not be answered from those lookups.
 @test "fuse: a listing read in steps shows the attributes changed between its steps" {
 	# in the rw branch: the changes leave the names, hence the listing, as they are
-	mkdir -p "$TEST_DIR/up/big" "$TEST_DIR/l1/big"
+	mkdir -p "$TEST_DIR/up/big" "$TEST_DIR/l1/big" "$TEST_DIR/l1/first"
 	for i in $(seq 1 1000); do echo "$i" >"$TEST_DIR/up/big/n$i"; done
 	chmod 644 "$TEST_DIR"/up/big/*
 	echo lower >"$TEST_DIR/l1/big/lower"
+	touch "$TEST_DIR"/l1/first/f{1..1000}
 	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh"
 	run python3 - "$TEST_DIR/mnt/big" <<-'EOF'
 		import os, subprocess, sys
 		d = sys.argv[1]
+		# a process that stats what it lists gets attributes in every reply: this one is
+		first = os.path.dirname(d) + "/first"
+		for n in os.listdir(first):
+		    os.lstat(first + "/" + n)
 		it = os.scandir(d)
 		seen = [next(it).name]  # the first reply: the next is looked up meanwhile
 		for i in range(1, 1001):
@@ -149,6 +154,42 @@ per_test_setup() { sfs_require; }
 	EOF
 	echo "$output"
 	[ "$status" -eq 0 ]
+}
+
+# READDIRPLUS gives attributes in a listing's first reply, in the later ones only to a process
+# seen to stat what it lists: a listing of names alone makes no lookup in the branches nor
+# inode in the kernel for most of its entries. Seen in the daemon's debug log: the LOOKUPs a
+# process that lists and then stats each entry sends, before and after it was seen to.
+@test "fuse: names alone cost no lookup past a listing's first reply; a process that stats what it lists gets attributes" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/a" "$TEST_DIR/l1/b" "$TEST_DIR/mnt"
+	touch "$TEST_DIR"/l1/a/f{1..2000} "$TEST_DIR"/l1/b/f{1..2000}
+	"$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh" -f -d \
+		2>"$TEST_DIR/log" &
+	track_pid $!
+	for _ in $(seq 100); do mountpoint -q "$TEST_DIR/mnt" && break; sleep 0.1; done
+	[ "$(ls -f "$TEST_DIR/mnt/a" | wc -l)" -eq 2002 ]
+	# each directory listed, then every entry stated; a statfs marks the end of each
+	python3 - "$TEST_DIR/mnt" >"$TEST_DIR/py" <<-'EOF'
+		import os, sys
+		m = sys.argv[1]
+		print(os.getpid())
+		for d in ("a", "b"):
+		    names = os.listdir(m + "/" + d)
+		    assert len(names) == 2000, (d, len(names))
+		    for n in names:
+		        os.lstat(m + "/" + d + "/" + n)
+		    os.statvfs(m)
+	EOF
+	pid=$(cat "$TEST_DIR/py")
+	awk -v pid="$pid" '/opcode: STATFS/ { phase++ }
+		/opcode: LOOKUP/ && $NF == pid { n[phase + 0]++ }
+		END { print n[0] + 0, n[1] + 0 }' "$TEST_DIR/log" >"$TEST_DIR/counts"
+	read -r first second <"$TEST_DIR/counts"
+	echo "LOOKUPs: $first listing a, $second listing b"
+	# a: past the first reply, names alone; b: all with attributes
+	[ "$first" -ge 1000 ]
+	[ "$first" -le 2000 ]
+	[ "$second" -le 20 ]
 }
 
 @test "fuse: a merged subdirectory looked up again after its parent changed still merges" {

@@ -15,6 +15,8 @@
 #include "sfs.h"
 
 #define FS(req) ((struct sfs_fs *)fuse_req_userdata(req))
+/* the least room an entry takes in a READDIRPLUS reply: struct fuse_direntplus, a short name */
+#define DIRENTPLUS_MIN 160
 #define NODE(fs, ino) sfs_node_get(fs, ino)
 #define FILE_OF(fi) ((struct sfs_file *)(uintptr_t)(fi)->fh)
 
@@ -55,8 +57,9 @@ static void sfs_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/*
 	 * Always READDIRPLUS: in auto mode the kernel asks for attributes only in the first
-	 * call on a directory, and a walk then looks up every later entry one by one. The
-	 * price: listing names alone (ls -f) of a cold directory stats its entries too.
+	 * call on a directory, and a walk then looks up every later entry one by one. Which
+	 * replies carry attributes is ours to say, by the process that reads them: see
+	 * sfs_walker().
 	 */
 	if (conn->capable & FUSE_CAP_READDIRPLUS) {
 		conn->want |= FUSE_CAP_READDIRPLUS;
@@ -91,6 +94,8 @@ static void sfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	rdlock(fs);
 	int r = sfs_lookup(fs, NODE(fs, parent), name, NULL, &e);
+	if (r == 0 && e.ino)
+		sfs_readdir_looked_up(fs, NODE(fs, parent), name, fuse_req_ctx(req)->pid);
 	unlock(fs);
 	reply_entry_or_err(req, r, &e);
 }
@@ -585,10 +590,19 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
 	bool current = l->version == dir->dversion;
-	struct sfs_lookahead *ahead = plus ? sfs_lookahead_take(fs, l, off) : NULL;
-	/* the entries from here on are looked up in parallel with this reply and the next */
-	if (plus)
-		sfs_prefetch(fs, dir, l, off < 2 ? 2 : (size_t)off);
+	/* attributes in the first reply, and all of them for a process that stats what it lists */
+	bool walker = plus && sfs_walker(fs, fuse_req_ctx(req)->pid);
+	bool attrs = plus && (off == 0 || walker);
+	struct sfs_lookahead *ahead = attrs ? sfs_lookahead_take(fs, l, off) : NULL;
+	/*
+	 * The entries of this reply (and of the next ones, where they will carry attributes
+	 * too) are looked up in parallel with it. A reply holds fewer entries than this.
+	 */
+	if (attrs)
+		sfs_prefetch(fs, dir, l, off < 2 ? 2 : (size_t)off,
+			     walker ? l->n : (size_t)off + size / DIRENTPLUS_MIN);
+	else if (plus)
+		__atomic_store_n(&l->bare, true, __ATOMIC_RELAXED);
 
 	size_t i;
 	for (i = off; i < l->n; i++) {
@@ -601,7 +615,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (plus) {
 			struct fuse_entry_param e = { 0 };
 			bool looked = false;
-			if (i >= 2 &&
+			if (i >= 2 && attrs &&
 			    sfs_lookup_pre(fs, dir, d->name, current ? d : NULL,
 					   sfs_lookahead_at(ahead, i), &e) == 0 &&
 			    e.ino)
@@ -626,7 +640,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pos += n;
 	}
 	sfs_lookahead_free(ahead);
-	bool more = plus && i < l->n;
+	bool more = walker && i < l->n;
 	if (more)
 		sfs_node_ref(fs, dir); /* the kernel may forget it once it has the reply */
 	unlock(fs);

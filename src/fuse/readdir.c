@@ -590,12 +590,13 @@ int sfs_dir_is_empty(struct sfs_fs *fs, struct sfs_node *dir)
 }
 
 /*
- * The prefetcher. READDIRPLUS answers with every entry's attributes, looked up in its
- * branch one by one while the listing process waits; on a cold cache each lookup is a
+ * The prefetcher. A READDIRPLUS with attributes looks its entries up in their branches one
+ * by one while the listing process waits; on a cold cache each lookup is a
  * directory search and an inode read in the branch's file system, and the lookup of a
  * subdirectory looks for an opaque marker in every branch it merges, a read of each of
  * those directories. From the first READDIRPLUS of a listing on, threads of their own do
- * the same ahead of the replies, so that the disk serves several reads at once and the
+ * the same ahead of the replies (and of the LOOKUPs of a process that stats what it
+ * lists, see sfs_walker()), so that the disk serves several reads at once and the
  * replies find the branches' caches warm. What they find is thrown away, the replies look
  * again, so nothing they do can be stale.
  */
@@ -609,6 +610,7 @@ struct prefetch_job {
 	struct prefetch_job *next;
 	struct sfs_listing *l;
 	size_t from;      /* the first entry not yet taken */
+	size_t to;        /* the end of what is to be prefetched */
 	unsigned active;  /* threads at work on it */
 	bool queued;
 	char path[];      /* the directory, relative to the branches */
@@ -673,10 +675,10 @@ static void *prefetch_thread(void *u)
 		struct prefetch_job *j = p->head;
 		/* a chunk is about PREFETCH_CHUNK lookups: a directory costs one per branch */
 		size_t from = j->from, to = from;
-		for (unsigned w = 0; to < j->l->n && w < PREFETCH_CHUNK; to++)
+		for (unsigned w = 0; to < j->to && w < PREFETCH_CHUNK; to++)
 			w += 1 + (j->l->ents[to].type == DT_DIR ? j->l->ents[to].nlower : 0);
 		j->from = to;
-		if (to == j->l->n)
+		if (to == j->to)
 			prefetch_dequeue(p, j);
 		j->active++;
 		pthread_mutex_unlock(&p->lock);
@@ -719,16 +721,25 @@ static struct sfs_prefetcher *prefetcher_get(struct sfs_fs *fs)
 }
 
 /*
- * Entries @from on of @l, a listing of @dir that READDIRPLUS is reading, are to be
- * prefetched: once per listing, where there are enough of them. Caller holds ns_lock.
+ * Entries @from to @to of @l, a listing of @dir, are to be prefetched, those not handed over
+ * before, where there are enough of them. Caller holds ns_lock.
  */
-void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l, size_t from)
+void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l, size_t from,
+		  size_t to)
 {
 	char dirpath[PATH_MAX];
+	size_t done = __atomic_load_n(&l->prefetched, __ATOMIC_RELAXED);
 
-	if (from >= l->n || l->n - from < PREFETCH_MIN ||
-	    __atomic_exchange_n(&l->prefetched, true, __ATOMIC_RELAXED) ||
-	    sfs_node_path(dir, dirpath, sizeof(dirpath)) < 0)
+	if (to > l->n)
+		to = l->n;
+	do {
+		if (from < done)
+			from = done;
+		if (from >= to || to - from < PREFETCH_MIN)
+			return;
+	} while (!__atomic_compare_exchange_n(&l->prefetched, &done, to, false, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	if (sfs_node_path(dir, dirpath, sizeof(dirpath)) < 0)
 		return;
 	struct sfs_prefetcher *p = prefetcher_get(fs);
 	size_t len = strlen(dirpath) + 1;
@@ -737,6 +748,7 @@ void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l
 		return;
 	j->l = l;
 	j->from = from;
+	j->to = to;
 	j->queued = true;
 	memcpy(j->path, dirpath, len);
 	pthread_mutex_lock(&p->lock);
@@ -754,6 +766,48 @@ void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l
 	p->queued++;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Attributes in READDIRPLUS. An entry's attributes cost a lookup in its branch (on a cold
+ * cache a directory search and an inode read from disk), and in the listing process an
+ * inode and a dentry the kernel makes for it: a listing that wants the names alone (ls -f,
+ * a glob, a program's readdir) would pay several times what its names cost. A reply may
+ * leave an entry's attributes out, and the kernel then makes nothing for it. So the first
+ * reply of a listing carries them (a small directory is all in it), the later ones only for
+ * a process seen to look up the entries of a listing it read without them. Such a process
+ * (find, ls -l, du, tar) reads a whole directory before it stats the first entry of it, so
+ * what it did in one directory tells about the next; the directory where it is learnt is
+ * looked up one LOOKUP an entry, with the prefetcher going ahead of them.
+ */
+static unsigned walker_slot(pid_t pid)
+{
+	return ((uint32_t)pid * 2654435761u) >> 26; /* SFS_WALKERS == 64 */
+}
+
+/* Whether @pid was seen to stat what it lists. */
+bool sfs_walker(struct sfs_fs *fs, pid_t pid)
+{
+	return __atomic_load_n(&fs->walkers[walker_slot(pid)], __ATOMIC_RELAXED) == pid;
+}
+
+/*
+ * @name was found in @dir by a LOOKUP of process @pid: if the listing of @dir gave names
+ * without attributes, @pid walks and stats, and the rest of the listing is prefetched for
+ * its next lookups. Caller holds ns_lock.
+ */
+void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *name, pid_t pid)
+{
+	struct sfs_listing *l;
+	const struct sfs_dirent *d;
+
+	if (!sfs_listing_find(fs, dir, name, &l, &d))
+		return;
+	if (d && __atomic_load_n(&l->bare, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&fs->walkers[walker_slot(pid)], pid, __ATOMIC_RELAXED);
+		sfs_prefetch(fs, dir, l, (size_t)(d - l->ents) + 1, l->n);
+	}
+	sfs_listing_put(fs, l);
 }
 
 /* At unmount: the threads end, the listings they held are let go. */

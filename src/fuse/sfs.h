@@ -64,6 +64,8 @@ struct sfs_node {
 	struct sfs_listing *listing;
 };
 
+#define SFS_WALKERS 64
+
 struct sfs_fs {
 	struct sfs_branch *br;
 	int nbr;
@@ -100,6 +102,8 @@ struct sfs_fs {
 	/* bumped by every change to names or attributes (sfs_changed) */
 	uint64_t mseq;
 	pthread_cond_t ahead_cond; /* a lookahead was made (with dcache_lock) */
+	/* processes seen to stat what they list: READDIRPLUS gives them attributes (atomic) */
+	pid_t walkers[SFS_WALKERS];
 };
 
 /* A change to names or attributes: lookups made before it are stale. */
@@ -142,7 +146,8 @@ struct sfs_dirent {
  */
 struct sfs_listing {
 	unsigned refs;
-	bool prefetched; /* its entries were handed to the prefetcher (atomic) */
+	size_t prefetched; /* entries before this one were handed to the prefetcher (atomic) */
+	bool bare;         /* a READDIRPLUS gave its names without attributes (atomic) */
 	uint64_t version;
 	size_t n;    /* entries, holes included */
 	size_t live; /* entries with a name */
@@ -242,7 +247,10 @@ struct sfs_lookahead *sfs_lookahead_take(struct sfs_fs *fs, struct sfs_listing *
 struct sfs_lookup *sfs_lookahead_at(struct sfs_lookahead *a, size_t i);
 void sfs_lookahead_free(struct sfs_lookahead *a);
 void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l);
-void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l, size_t from);
+void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l, size_t from,
+		  size_t to);
+bool sfs_walker(struct sfs_fs *fs, pid_t pid);
+void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *name, pid_t pid);
 void sfs_prefetch_stop(struct sfs_fs *fs);
 /*
  * When @dir has a current listing: 1, a reference on it in *@ret_l and @name's entry in

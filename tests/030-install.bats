@@ -18,7 +18,7 @@ per_test_setup() {
 	[ -L "$(dirname "$lib")/libstrata.so.0" ]
 	[ -L "$(dirname "$lib")/libstrata.so" ]
 	# Only the public API is exported.
-	! nm -D --defined-only "$lib" | awk '$2 == "T" { print $3 }' | grep -v '^strata_'
+	! nm -D --defined-only "$lib" | awk '$2 == "T" { print $3 }' | grep -v '^strata_' || false
 	pc=$(find "$DEST" -name strata.pc | head -1)
 	[ -n "$pc" ]
 	[ -f "$(find "$DEST" -name strata.h | head -1)" ]

@@ -75,7 +75,7 @@ kill_daemon() {
 	[ -z "$(mount_of "$ROOT/mnt/top")" ]
 	[ "$(count_of top)" = 0 ]
 	for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-	! alive "$pid"
+	! alive "$pid" || false
 	run strata unmount top
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"not mounted"* ]]
@@ -126,8 +126,8 @@ kill_daemon() {
 	[ "$(count_of base)" = 0 ]
 	# Each layer went down through its engine: the daemons are gone, and so are their pid files.
 	for _ in $(seq 50); do alive "$pa" || alive "$pb" || break; sleep 0.1; done
-	! alive "$pa"
-	! alive "$pb"
+	! alive "$pa" || false
+	! alive "$pb" || false
 	[ -z "$(ls -A "$ROOT/.strata/pids")" ]
 }
 
@@ -199,13 +199,15 @@ kill_daemon() {
 	kill_daemon kid
 	strata unmount kid
 	[ "$(count_of kid)" = 0 ]
-	[ ! -e "$ROOT/.strata/pids/kid" ] && [ ! -e "$ROOT/.strata/branches/kid" ]
+	[ ! -e "$ROOT/.strata/pids/kid" ]
+	[ ! -e "$ROOT/.strata/branches/kid" ]
 	# rm of a dead mount
 	strata mount kid
 	kill_daemon kid
 	strata rm kid
 	[ ! -e "$ROOT/mnt/kid" ]
-	[ ! -e "$ROOT/.strata/pids/kid" ] && [ ! -e "$ROOT/.strata/branches/kid" ]
+	[ ! -e "$ROOT/.strata/pids/kid" ]
+	[ ! -e "$ROOT/.strata/branches/kid" ]
 	run strata status
 	[[ "$output" == *"Dead Mounts: 0"* ]]
 }

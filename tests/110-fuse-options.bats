@@ -24,7 +24,7 @@ per_test_setup() { sfs_require; }
 	mountpoint -q "$TEST_DIR/mnt"
 	fusermount3 -u "$TEST_DIR/mnt"
 	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	! kill -0 "$pid" 2>/dev/null
+	! kill -0 "$pid" 2>/dev/null || false
 	[ ! -e "$TEST_DIR/pid" ]
 }
 
@@ -33,7 +33,7 @@ per_test_setup() { sfs_require; }
 	pid=$(tail -1 "$TEST_DIR/.pids")
 	umount "$TEST_DIR/mnt"
 	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	! kill -0 "$pid" 2>/dev/null
+	! kill -0 "$pid" 2>/dev/null || false
 }
 
 @test "fuse: SOURCE MOUNTPOINT form with brfile, as the mount engine calls it" {
@@ -93,7 +93,7 @@ per_test_setup() { sfs_require; }
 	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/nope=ro+wh"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"branch '$TEST_DIR/nope'"* ]]
-	! mountpoint -q "$TEST_DIR/mnt"
+	! mountpoint -q "$TEST_DIR/mnt" || false
 }
 
 @test "fuse: an empty element of the branch list is refused and named" {
@@ -101,11 +101,11 @@ per_test_setup() { sfs_require; }
 	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw::$TEST_DIR/lo"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"element 2 of '$TEST_DIR/up=rw::$TEST_DIR/lo' is empty"* ]]
-	! mountpoint -q "$TEST_DIR/mnt"
+	! mountpoint -q "$TEST_DIR/mnt" || false
 	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/lo:"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"element 3 of"*"is empty"* ]]
-	! mountpoint -q "$TEST_DIR/mnt"
+	! mountpoint -q "$TEST_DIR/mnt" || false
 }
 
 @test "fuse: unknown options and permissions are named" {
@@ -128,7 +128,7 @@ per_test_setup() { sfs_require; }
 	run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"no branches"* ]]
-	! mountpoint -q "$TEST_DIR/mnt"
+	! mountpoint -q "$TEST_DIR/mnt" || false
 }
 
 @test "fuse: -f stays in the foreground and serves" {

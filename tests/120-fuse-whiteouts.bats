@@ -47,7 +47,8 @@ per_test_setup() { sfs_require; }
 	sfs_mount_small
 	rm "$TEST_DIR/mnt/a" "$TEST_DIR/mnt/d/x"
 	[ ! -e "$TEST_DIR/mnt/a" ]
-	[ -f "$TEST_DIR/up/.wh.a" ] && [ ! -s "$TEST_DIR/up/.wh.a" ]
+	[ -f "$TEST_DIR/up/.wh.a" ]
+	[ ! -s "$TEST_DIR/up/.wh.a" ]
 	# as in aufs, whiteouts are hard links of the branch's .wh..wh.aufs
 	[ "$(stat -c %i "$TEST_DIR/up/.wh.a")" = "$(stat -c %i "$TEST_DIR/up/.wh..wh.aufs")" ]
 	[ -f "$TEST_DIR/up/d/.wh.x" ]
@@ -59,7 +60,8 @@ per_test_setup() { sfs_require; }
 	sfs_mount_small
 	echo n >"$TEST_DIR/mnt/newfile"
 	rm "$TEST_DIR/mnt/newfile"
-	[ ! -e "$TEST_DIR/up/newfile" ] && [ ! -e "$TEST_DIR/up/.wh.newfile" ]
+	[ ! -e "$TEST_DIR/up/newfile" ]
+	[ ! -e "$TEST_DIR/up/.wh.newfile" ]
 }
 
 @test "fuse: whiteout=overlay writes char devices and opaque xattrs" {

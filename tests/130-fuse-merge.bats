@@ -29,8 +29,10 @@ per_test_setup() { sfs_require; }
 	mkdir "$TEST_DIR/l1/a"
 	echo in >"$TEST_DIR/l1/a/in"
 	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh"
-	[ -f "$TEST_DIR/mnt/keep" ] && [ "$(cat "$TEST_DIR/mnt/keep")" = file ]
-	[ -d "$TEST_DIR/mnt/a" ] && [ "$(names "$TEST_DIR/mnt/a")" = in ]
+	[ -f "$TEST_DIR/mnt/keep" ]
+	[ "$(cat "$TEST_DIR/mnt/keep")" = file ]
+	[ -d "$TEST_DIR/mnt/a" ]
+	[ "$(names "$TEST_DIR/mnt/a")" = in ]
 }
 
 @test "fuse: a file between two directories stops the merge" {
@@ -118,7 +120,7 @@ per_test_setup() { sfs_require; }
 	sfs_umount "$TEST_DIR/mnt" || fusermount3 -uz "$TEST_DIR/mnt"
 	wait || true
 	for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-	! alive "$pid"
+	! alive "$pid" || false
 }
 
 # While the kernel takes in one READDIRPLUS reply, the entries of the next are looked up:

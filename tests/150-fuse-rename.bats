@@ -157,30 +157,43 @@ per_test_setup() { sfs_require; }
 	}
 	echo upper >"$m/u"
 	xchg "$m/f" "$m/u"                 # lower file and upper file
-	[ "$(cat "$m/f")" = upper ] && [ "$(cat "$m/u")" = f ]
+	[ "$(cat "$m/f")" = upper ]
+	[ "$(cat "$m/u")" = f ]
 	xchg "$m/A" "$m/B"                 # two merged directories
-	[ "$(names "$m/B")" = "sub y" ] && [ "$(names "$m/A")" = z ]
-	[ "$(cat "$m/B/sub/x")" = a1 ] && [ "$(cat "$m/A/z")" = b2 ]
+	[ "$(names "$m/B")" = "sub y" ]
+	[ "$(names "$m/A")" = z ]
+	[ "$(cat "$m/B/sub/x")" = a1 ]
+	[ "$(cat "$m/A/z")" = b2 ]
 	xchg "$m/g" "$m/E"                 # a file and a directory with content below it too
-	[ -d "$m/g" ] && [ "$(names "$m/g")" = "e old" ] && [ "$(cat "$m/E")" = g ]
+	[ -d "$m/g" ]
+	[ "$(names "$m/g")" = "e old" ]
+	[ "$(cat "$m/E")" = g ]
 	mkdir "$m/new"
 	xchg "$m/new" "$m/B/sub"           # an upper-only directory into a merged one's place
-	[ "$(names "$m/B/sub")" = "" ] && [ "$(cat "$m/new/x")" = a1 ]
+	[ "$(names "$m/B/sub")" = "" ]
+	[ "$(cat "$m/new/x")" = a1 ]
 	xchg "$m/h1" "$m/h2"               # two names of one inode: nothing to swap but names
 	echo more >>"$m/h1"
 	[ "$(cat "$m/h2")" = "$(printf 'h\nmore')" ]
 	rm "$m/h2"
 	[ "$(cat "$m/h1")" = "$(printf 'h\nmore')" ]
 	mv "$m/h1" "$m/h3"
-	[ "$(cat "$m/h3")" = "$(printf 'h\nmore')" ] && [ ! -e "$m/h1" ] && [ ! -e "$m/h2" ]
+	[ "$(cat "$m/h3")" = "$(printf 'h\nmore')" ]
+	[ ! -e "$m/h1" ]
+	[ ! -e "$m/h2" ]
 	run xchg "$m/f" "$m/missing"
-	[ "$status" -ne 0 ] && [[ "$output" == *"No such file"* ]]
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"No such file"* ]]
 	# as it shows after a remount, from the branches alone
 	sfs_umount "$m"
 	sfs_mount "$m" "$br"
-	[ "$(cat "$m/f")" = upper ] && [ "$(cat "$m/u")" = f ]
-	[ "$(names "$m/B")" = "sub y" ] && [ "$(names "$m/A")" = z ]
-	[ "$(names "$m/B/sub")" = "" ] && [ "$(names "$m/new")" = x ]
-	[ "$(names "$m/g")" = "e old" ] && [ "$(cat "$m/E")" = g ]
+	[ "$(cat "$m/f")" = upper ]
+	[ "$(cat "$m/u")" = f ]
+	[ "$(names "$m/B")" = "sub y" ]
+	[ "$(names "$m/A")" = z ]
+	[ "$(names "$m/B/sub")" = "" ]
+	[ "$(names "$m/new")" = x ]
+	[ "$(names "$m/g")" = "e old" ]
+	[ "$(cat "$m/E")" = g ]
 	(cd "$TEST_DIR" && sha1sum -c --quiet lower.sum)
 }

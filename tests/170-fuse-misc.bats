@@ -84,7 +84,8 @@ per_test_setup() { sfs_require; }
 	[ "$(getfattr --only-values -n user.low "$TEST_DIR/mnt/a")" = 1 ]
 	setfattr -n user.new -v 2 "$TEST_DIR/mnt/a"
 	run getfattr -d "$TEST_DIR/mnt/a"
-	[[ "$output" == *'user.low="1"'* ]] && [[ "$output" == *'user.new="2"'* ]]
+	[[ "$output" == *'user.low="1"'* ]]
+	[[ "$output" == *'user.new="2"'* ]]
 	setfattr -x user.low "$TEST_DIR/mnt/a"
 	run getfattr -n user.low "$TEST_DIR/mnt/a"
 	[ "$status" -ne 0 ]

@@ -35,7 +35,8 @@ run_case() {
 	[ "$(canary)" = "$before" ] || { echo "case $c: the canary tree changed"; return 1; }
 	[ ! -e /victim ] || { echo "case $c: /victim appeared"; return 1; }
 	strata rm L || { echo "case $c: the layer cannot be removed"; return 1; }
-	[ ! -e "$ROOT/diff/L" ] && [ ! -e "$ROOT/layers/L" ]
+	[ ! -e "$ROOT/diff/L" ]
+	[ ! -e "$ROOT/layers/L" ]
 	[ ! -e "$ROOT/.strata/tarsplit/L.json.gz" ] || { echo "case $c: a record was kept"; return 1; }
 }
 
@@ -68,9 +69,12 @@ run_case() {
 		[ "$(canary)" = "$before" ] || { echo "case $c: the canary changed"; return 1; }
 		case $c in
 		absolute) [ "$(cat "$ROOT/diff/L/victim/abs")" = contained ] ;;
-		symlink-root-through) [ -f "$ROOT/diff/L/victim/pwned" ] && [ "$(readlink "$ROOT/diff/L/escape")" = / ] ;;
+		symlink-root-through)
+			[ -f "$ROOT/diff/L/victim/pwned" ]
+			[ "$(readlink "$ROOT/diff/L/escape")" = / ] ;;
 		symlink-abs-through) [ "$(cat "$ROOT/diff/L/victim/pwned")" = contained ] ;;
-		hardlink-to-abs-symlink) [ "$(readlink "$ROOT/diff/L/h")" = /etc/shadow ] &&
+		hardlink-to-abs-symlink)
+			[ "$(readlink "$ROOT/diff/L/h")" = /etc/shadow ]
 			[ "$(stat -c %i "$ROOT/diff/L/h")" = "$(stat -c %i "$ROOT/diff/L/s")" ] ;;
 		esac
 		strata rm L
@@ -115,7 +119,8 @@ PY
 	strata create L --parent B
 	python3 -c 'import tarfile,sys; tarfile.open(sys.argv[1],"w").close()' "$TEST_DIR/e.tar"
 	run strata apply L --parent A "$TEST_DIR/e.tar"
-	[ "$status" -eq 0 ] && [ "$output" = 0 ]
+	[ "$status" -eq 0 ]
+	[ "$output" = 0 ]
 	run strata apply L --parent '' "$TEST_DIR/e.tar"
 	[ "$status" -eq 0 ]
 	run strata apply L --parent B "$TEST_DIR/e.tar"
@@ -154,6 +159,7 @@ PY
 	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 	[ "$(canary)" = "$before" ]
 	[ "$(cat "$WORLD/victim/hello")" = secret ]
-	[ ! -e "$ROOT/diff/L/victim/hello" ] && [ -d "$ROOT/diff/L/victim" ]
+	[ ! -e "$ROOT/diff/L/victim/hello" ]
+	[ -d "$ROOT/diff/L/victim" ]
 	[ -z "$(awk -v r="$ROOT" 'index($5, r) == 1' /proc/self/mountinfo)" ]
 }

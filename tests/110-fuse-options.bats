@@ -141,3 +141,59 @@ per_test_setup() { sfs_require; }
 	fusermount3 -u "$TEST_DIR/mnt"
 	wait
 }
+
+# uidmapping=/gidmapping= as containers/storage gives them to its mount program: triples
+# STORED:SHOWN:COUNT, joined by ':'. Owners and ACL entries show mapped, are stored unmapped;
+# what has no mapping shows as the overflow id and cannot be stored.
+@test "fuse: uidmapping and gidmapping show stored ids mapped and store shown ids unmapped" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/pub"
+	echo a >"$TEST_DIR/l1/f0"
+	echo b >"$TEST_DIR/l1/f1"
+	chown 1:1 "$TEST_DIR/l1/f1"
+	echo c >"$TEST_DIR/l1/far"
+	chown 70000:70000 "$TEST_DIR/l1/far"
+	chmod 1777 "$TEST_DIR/l1/pub"
+	chmod 755 "$TEST_DIR" # for the unprivileged creator
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh,allow_other,uidmapping=0:100000:65536,gidmapping=0:200000:1:1:300001:65535"
+	m=$TEST_DIR/mnt
+	[ "$(stat -c %u:%g "$m/f0")" = 100000:200000 ]
+	[ "$(stat -c %u:%g "$m/f1")" = 100001:300001 ]
+	[ "$(stat -c %u:%g "$m/far")" = 65534:65534 ]
+	# listed with attributes too
+	[ "$(ls -ln "$m" | awk '$NF == "f1" { print $3 ":" $4 }')" = 100001:300001 ]
+	chown 100005:300007 "$m/f0"
+	[ "$(stat -c %u:%g "$TEST_DIR/up/f0")" = 5:7 ]
+	[ "$(stat -c %u:%g "$m/f0")" = 100005:300007 ]
+	run chown 42 "$m/f1"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"Invalid argument"* ]]
+	[ "$(stat -c %u "$m/f1")" = 100001 ]
+	# a new object is its creator's, stored unmapped; a creator with no mapping owns nothing
+	setpriv --reuid=100003 --regid=300003 --clear-groups touch "$m/pub/new"
+	setpriv --reuid=100003 --regid=300003 --clear-groups mkdir "$m/pub/dir"
+	[ "$(stat -c %u:%g "$TEST_DIR/up/pub/new")" = 3:3 ]
+	[ "$(stat -c %u:%g "$TEST_DIR/up/pub/dir")" = 3:3 ]
+	[ "$(stat -c %u:%g "$m/pub/new")" = 100003:300003 ]
+	run touch "$m/pub/byroot"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"Value too large"* ]]
+	[ ! -e "$TEST_DIR/up/pub/byroot" ]
+	# the ids in ACL entries
+	setfacl -m u:100009:r,g:300010:rw "$m/f0"
+	[ "$(getfacl -n "$TEST_DIR/up/f0" | grep -E '^(user|group):[0-9]' | tr '\n' ' ')" = "user:9:r-- group:10:rw- " ]
+	[ "$(getfacl -n "$m/f0" | grep -E '^(user|group):[0-9]' | tr '\n' ' ')" = "user:100009:r-- group:300010:rw- " ]
+	run setfacl -m u:5:r "$m/f0"
+	[ "$status" -ne 0 ]
+}
+
+@test "fuse: a bad uidmapping or gidmapping is refused, naming the option" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/mnt"
+	for bad in "uidmapping=0:100000" "uidmapping=0:1:10:5:5:10" "gidmapping=0:1:0" \
+		"gidmapping=a:b:c" "uidmapping=" "uidmapping=0:1:4294967295"; do
+		run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw,$bad"
+		echo "$bad: $output"
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"option '${bad%%=*}'"* ]]
+		! mountpoint -q "$TEST_DIR/mnt" || false
+	done
+}

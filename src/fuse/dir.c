@@ -177,10 +177,14 @@ static int set_owner(struct sfs_fs *fs, const char *dirpath, const char *path, m
 
 	if (!fs->is_root || !ctx)
 		return 0;
-	gid_t gid = ctx->gid;
+	uid_t uid;
+	gid_t gid;
+	/* a caller whose ids have no stored form cannot own anything, as on an idmapped mount */
+	if (sfs_id_stored(&fs->uidmap, ctx->uid, &uid) || sfs_id_stored(&fs->gidmap, ctx->gid, &gid))
+		return -EOVERFLOW;
 	if (fstatat(fs->br[0].fd, dirpath, &dst, 0) == 0 && (dst.st_mode & S_ISGID))
 		gid = (gid_t)-1;
-	r = sfs_do_fchownat(fs->br[0].fd, path, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+	r = sfs_do_fchownat(fs->br[0].fd, path, uid, gid, AT_SYMLINK_NOFOLLOW);
 	if (r < 0)
 		return r;
 	if (S_ISDIR(mode) || S_ISLNK(mode) || !(mode & (S_ISUID | S_ISGID)))

@@ -524,8 +524,11 @@ int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int
 			return r;
 	}
 	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-		uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
-		gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+		uid_t uid = (uid_t)-1;
+		gid_t gid = (gid_t)-1;
+		if (((to_set & FUSE_SET_ATTR_UID) && sfs_id_stored(&fs->uidmap, attr->st_uid, &uid)) ||
+		    ((to_set & FUSE_SET_ATTR_GID) && sfs_id_stored(&fs->gidmap, attr->st_gid, &gid)))
+			return -EINVAL;
 		r = sfs_do_fchownat(dfd, path, uid, gid, nofollow);
 		if (r < 0)
 			return r;

@@ -20,6 +20,7 @@
 
 struct cmdline {
 	char *br, *brfile, *lowerdir, *upperdir, *workdir, *pidfile, *whiteout, *timeout, *handles;
+	char *uidmapping, *gidmapping;
 	char *pos[3];
 	int npos;
 	bool has_fsname, has_subtype, bad, nosync;
@@ -41,6 +42,8 @@ static char **opt_slot(struct cmdline *c, const char *arg, const char **ret_val)
 		{ "whiteout=", offsetof(struct cmdline, whiteout) },
 		{ "timeout=", offsetof(struct cmdline, timeout) },
 		{ "handles=", offsetof(struct cmdline, handles) },
+		{ "uidmapping=", offsetof(struct cmdline, uidmapping) },
+		{ "gidmapping=", offsetof(struct cmdline, gidmapping) },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -121,6 +124,8 @@ static void usage(const char *prog)
 	       "    -o timeout=SECONDS    entry and attribute cache timeout (86400)\n"
 	       "    -o handles=yes        open and opendir round trips for every open (no)\n"
 	       "    -o volatile           no syncs: after a crash the rw branch is not to be used\n"
+	       "    -o uidmapping=STORED:SHOWN:COUNT[:...], gidmapping=...\n"
+	       "                          ids as the branches store them and as they show\n"
 	       "    -o allow_other, -f, -d, -s and the other FUSE options\n",
 	       prog, prog);
 }
@@ -198,6 +203,8 @@ static void free_cmdline(struct cmdline *c)
 	free(c->whiteout);
 	free(c->timeout);
 	free(c->handles);
+	free(c->uidmapping);
+	free(c->gidmapping);
 	for (int i = 0; i < c->npos; i++)
 		free(c->pos[i]);
 }
@@ -281,6 +288,13 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	fs.nosync = c.nosync;
+	if ((c.uidmapping &&
+	     sfs_idmap_parse(&fs.uidmap, c.uidmapping, true, err, sizeof(err)) < 0) ||
+	    (c.gidmapping &&
+	     sfs_idmap_parse(&fs.gidmap, c.gidmapping, false, err, sizeof(err)) < 0)) {
+		fprintf(stderr, "strata-fuse: %s\n", err);
+		goto out_args;
+	}
 	const char *br = c.br;
 	if (br && (!strncmp(br, "br:", 3) || !strncmp(br, "br=", 3)))
 		br += 3;

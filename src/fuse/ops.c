@@ -134,10 +134,13 @@ static void sfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		r = sfs_getattr(fs, node, &st);
 		unlock(fs);
 	}
-	if (r < 0)
+	if (r < 0) {
 		fuse_reply_err(req, -r);
-	else
-		fuse_reply_attr(req, &st, sfs_attr_timeout(fs, NODE(fs, ino), &st));
+		return;
+	}
+	double timeout = sfs_attr_timeout(fs, node, &st);
+	sfs_idmap_stat(fs, &st);
+	fuse_reply_attr(req, &st, timeout);
 }
 
 static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -158,7 +161,9 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 	bool inval = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
 	if (inval)
 		sfs_node_ref(fs, node);
-	fuse_reply_attr(req, &st, sfs_attr_timeout(fs, node, &st));
+	double timeout = sfs_attr_timeout(fs, node, &st);
+	sfs_idmap_stat(fs, &st);
+	fuse_reply_attr(req, &st, timeout);
 	if (inval) {
 		sfs_inval_aliases(fs, node);
 		sfs_node_unref(fs, node);

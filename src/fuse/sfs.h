@@ -66,6 +66,17 @@ struct sfs_node {
 
 #define SFS_WALKERS 64
 
+/* uidmapping=/gidmapping=: ranges of stored ids and the ids they show as (idmap.c) */
+#define SFS_IDMAP_MAX 340
+struct sfs_idrange {
+	uint32_t stored, shown, count;
+};
+struct sfs_idmap {
+	unsigned n; /* 0: ids show as stored */
+	uint32_t overflow;
+	struct sfs_idrange r[SFS_IDMAP_MAX];
+};
+
 struct sfs_fs {
 	struct sfs_branch *br;
 	int nbr;
@@ -83,6 +94,7 @@ struct sfs_fs {
 	bool nosync;     /* -o volatile: no fsync, at copy-up or asked for */
 	bool volatile_marked; /* ... and the rw branch is marked as used so */
 	double timeout;
+	struct sfs_idmap uidmap, gidmap;
 	size_t name_max; /* longest name: the top branch's, less room for ".wh." */
 	struct fuse_session *se;
 
@@ -176,6 +188,14 @@ struct sfs_lookup {
 	char *plnk;
 	bool below; /* the name exists in a branch below the top one holding it */
 };
+
+/* idmap.c */
+int sfs_idmap_parse(struct sfs_idmap *m, const char *spec, bool uid, char *err, size_t errlen);
+uint32_t sfs_id_shown(const struct sfs_idmap *m, uint32_t id);
+int sfs_id_stored(const struct sfs_idmap *m, uint32_t id, uint32_t *ret);
+void sfs_idmap_stat(const struct sfs_fs *fs, struct stat *st);
+int sfs_idmap_acl(const struct sfs_fs *fs, const char *name, void *value, size_t size,
+		  bool to_shown);
 
 /* super.c */
 int sfs_parse_branches(struct sfs_fs *fs, const char *spec, char sep, bool from_file);

@@ -56,7 +56,11 @@ int sfs_getxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, cha
 	if (r < 0)
 		return r;
 	ssize_t n = r ? getxattr(path, name, buf, size) : lgetxattr(path, name, buf, size);
-	return n < 0 ? -errno : (int)n;
+	if (n < 0)
+		return -errno;
+	if (size)
+		sfs_idmap_acl(fs, name, buf, (size_t)n, /* to_shown= */ true);
+	return (int)n;
 }
 
 int sfs_listxattr(struct sfs_fs *fs, struct sfs_node *node, char *buf, size_t size)
@@ -102,6 +106,17 @@ int sfs_setxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, con
 		return -EPERM;
 	if (!fs->rw)
 		return -EROFS;
+	/* the ids of an ACL as the branch stores them */
+	_cleanup_free_ char *stored = NULL;
+	if ((fs->uidmap.n || fs->gidmap.n) && size) {
+		if (!(stored = malloc(size)))
+			return -ENOMEM;
+		memcpy(stored, value, size);
+		r = sfs_idmap_acl(fs, name, stored, size, /* to_shown= */ false);
+		if (r < 0)
+			return r;
+		value = stored;
+	}
 	r = sfs_copy_up(fs, node, true);
 	if (r < 0)
 		return r;

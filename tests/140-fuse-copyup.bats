@@ -224,6 +224,13 @@ per_test_setup() { sfs_require; }
 	rmdir "$t/up/.wh..wh.orph/volatile"
 	sfs_mount "$t/mnt" "$opts"
 	[ "$(cat "$t/mnt/new")" = crash ]
+	sfs_umount "$t/mnt"
+	# fuse-overlayfs's spellings: fsync=0 is volatile, fsync=1 is not
+	sfs_mount "$t/mnt" "$opts,fsync=0"
+	[ -d "$t/up/.wh..wh.orph/volatile" ]
+	sfs_umount "$t/mnt"
+	sfs_mount "$t/mnt" "$opts,fsync=1"
+	[ ! -e "$t/up/.wh..wh.orph/volatile" ]
 }
 
 # A full rw branch: the copy-up fails with ENOSPC, and neither a half copy nor a temporary

@@ -98,10 +98,13 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 	if (ignored_opt(arg))
 		return 0;
-	if (!strcmp(arg, "volatile")) {
+	/* fsync=0 is fuse-overlayfs's spelling of the same promise given up */
+	if (!strcmp(arg, "volatile") || !strcmp(arg, "fsync=0")) {
 		c->nosync = true;
 		return 0;
 	}
+	if (!strcmp(arg, "fsync=1"))
+		return 0;
 	if (!strncmp(arg, "fsname=", 7))
 		c->has_fsname = true;
 	if (!strncmp(arg, "subtype=", 8))
@@ -123,7 +126,7 @@ static void usage(const char *prog)
 	       "    -o pidfile=PATH       write the daemon's pid there\n"
 	       "    -o timeout=SECONDS    entry and attribute cache timeout (86400)\n"
 	       "    -o handles=yes        open and opendir round trips for every open (no)\n"
-	       "    -o volatile           no syncs: after a crash the rw branch is not to be used\n"
+	       "    -o volatile, fsync=0  no syncs: after a crash the rw branch is not to be used\n"
 	       "    -o uidmapping=STORED:SHOWN:COUNT[:...], gidmapping=...\n"
 	       "                          ids as the branches store them and as they show\n"
 	       "    -o allow_other, -f, -d, -s and the other FUSE options\n",

@@ -793,9 +793,11 @@ bool sfs_walker(struct sfs_fs *fs, pid_t pid)
 
 /*
  * @name was found in @dir by a LOOKUP of process @pid: if the listing of @dir gave names
- * without attributes, @pid walks and stats, and the rest of the listing is prefetched for
- * its next lookups. Caller holds ns_lock.
+ * without attributes, @pid walks and stats, and the entries after @name are prefetched for
+ * its next lookups, in a window that moves on with them (a single lookup after a listing
+ * of names alone costs no more than the window). Caller holds ns_lock.
  */
+#define LOOKUP_AHEAD 256
 void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *name, pid_t pid)
 {
 	struct sfs_listing *l;
@@ -804,8 +806,10 @@ void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *
 	if (!sfs_listing_find(fs, dir, name, &l, &d))
 		return;
 	if (d && __atomic_load_n(&l->bare, __ATOMIC_RELAXED)) {
+		size_t k = (size_t)(d - l->ents) + 1;
 		__atomic_store_n(&fs->walkers[walker_slot(pid)], pid, __ATOMIC_RELAXED);
-		sfs_prefetch(fs, dir, l, (size_t)(d - l->ents) + 1, l->n);
+		if (k + LOOKUP_AHEAD / 2 >= __atomic_load_n(&l->prefetched, __ATOMIC_RELAXED))
+			sfs_prefetch(fs, dir, l, k, k + LOOKUP_AHEAD);
 	}
 	sfs_listing_put(fs, l);
 }

@@ -146,12 +146,14 @@ w_read_cold() { do_umount; do_mount "$1" "$2"; drop; local t=$(now); tar cf - -C
 w_read_warm() { tar cf - -C "$mnt" . | cat >/dev/null; local t=$(now); tar cf - -C "$mnt" . | cat >/dev/null; since "$t"; }
 w_grep_warm() { grep -r -q zzzqqqxxx "$mnt" || true; local t=$(now); grep -r zzzqqqxxx "$mnt" || true; since "$t"; }
 w_readdir_cold() { do_umount; do_mount "$1" "$2"; drop; local t=$(now); ls -f "$mnt/bench-big" >/dev/null; since "$t"; }
+# a fresh process that lists the 10k-entry directory and then stats every entry (as ls -l does)
+w_lsstat_cold() { do_umount; do_mount "$1" "$2"; drop; local t=$(now); find "$mnt/bench-big" -maxdepth 1 -printf '%s %m\n' >/dev/null; since "$t"; }
 w_readdir_warm() { ls -f "$mnt/bench-big" >/dev/null; local t=$(now); ls -f "$mnt/bench-big" >/dev/null; since "$t"; }
 w_create() { do_umount; do_mount "$1" "$2"; mkdir "$mnt/new"; local t=$(now); (cd "$mnt/new" && seq -f 'f%g' 10000 | xargs touch); since "$t"; }
 w_copyup() { do_umount; do_mount "$1" "$2"; local t=$(now); echo x >>"$mnt/big100"; since "$t"; }
 w_rmrf() { do_umount; do_mount "$1" "$2"; local t=$(now); rm -rf "$mnt/usr"; since "$t"; }
 
-workloads=${WORKLOADS:-"mount walk_cold walk_warm read_cold read_warm grep_warm readdir_cold readdir_warm create copyup rmrf"}
+workloads=${WORKLOADS:-"mount walk_cold walk_warm read_cold read_warm grep_warm readdir_cold lsstat_cold readdir_warm create copyup rmrf"}
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 

@@ -158,11 +158,11 @@ per_test_setup() { sfs_require; }
 	[ "$status" -eq 0 ]
 }
 
-# READDIRPLUS gives attributes in a listing's first reply, in the later ones only to a process
+# READDIRPLUS gives attributes for a listing's first 512 entries, past them only to a process
 # seen to stat what it lists: a listing of names alone makes no lookup in the branches nor
 # inode in the kernel for most of its entries. Seen in the daemon's debug log: the LOOKUPs a
 # process that lists and then stats each entry sends, before and after it was seen to.
-@test "fuse: names alone cost no lookup past a listing's first reply; a process that stats what it lists gets attributes" {
+@test "fuse: names alone cost no lookup past a listing's first entries; a process that stats what it lists gets attributes" {
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/a" "$TEST_DIR/l1/b" "$TEST_DIR/mnt"
 	touch "$TEST_DIR"/l1/a/f{1..2000} "$TEST_DIR"/l1/b/f{1..2000}
 	"$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh" -f -d \
@@ -188,7 +188,7 @@ per_test_setup() { sfs_require; }
 		END { print n[0] + 0, n[1] + 0 }' "$TEST_DIR/log" >"$TEST_DIR/counts"
 	read -r first second <"$TEST_DIR/counts"
 	echo "LOOKUPs: $first listing a, $second listing b"
-	# a: past the first reply, names alone; b: all with attributes
+	# a: past the first 512 entries, names alone; b: all with attributes
 	[ "$first" -ge 1000 ]
 	[ "$first" -le 2000 ]
 	[ "$second" -le 20 ]

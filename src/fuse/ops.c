@@ -15,8 +15,6 @@
 #include "sfs.h"
 
 #define FS(req) ((struct sfs_fs *)fuse_req_userdata(req))
-/* the least room an entry takes in a READDIRPLUS reply: struct fuse_direntplus, a short name */
-#define DIRENTPLUS_MIN 160
 #define NODE(fs, ino) sfs_node_get(fs, ino)
 #define FILE_OF(fi) ((struct sfs_file *)(uintptr_t)(fi)->fh)
 
@@ -595,19 +593,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
 	bool current = l->version == dir->dversion;
-	/* attributes in the first reply, and all of them for a process that stats what it lists */
+	/* attributes for a listing's first entries, and all of them for a process that walks */
 	bool walker = plus && sfs_walker(fs, fuse_req_ctx(req)->pid);
-	bool attrs = plus && (off == 0 || walker);
+	size_t attrs_to = !plus ? 0 : walker ? l->n : SFS_ATTRS_FIRST;
+	bool attrs = (size_t)off < attrs_to;
 	struct sfs_lookahead *ahead = attrs ? sfs_lookahead_take(fs, l, off) : NULL;
-	/*
-	 * The entries of this reply (and of the next ones, where they will carry attributes
-	 * too) are looked up in parallel with it. A reply holds fewer entries than this.
-	 */
+	/* the entries of this reply and of the next ones with attributes are looked up alongside */
 	if (attrs)
-		sfs_prefetch(fs, dir, l, off < 2 ? 2 : (size_t)off,
-			     walker ? l->n : (size_t)off + size / DIRENTPLUS_MIN);
-	else if (plus)
-		__atomic_store_n(&l->bare, true, __ATOMIC_RELAXED);
+		sfs_prefetch(fs, dir, l, off < 2 ? 2 : (size_t)off, attrs_to);
 
 	size_t i;
 	for (i = off; i < l->n; i++) {
@@ -620,7 +613,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (plus) {
 			struct fuse_entry_param e = { 0 };
 			bool looked = false;
-			if (i >= 2 && attrs &&
+			if (i >= 2 && i < attrs_to &&
 			    sfs_lookup_pre(fs, dir, d->name, current ? d : NULL,
 					   sfs_lookahead_at(ahead, i), &e) == 0 &&
 			    e.ino)
@@ -645,7 +638,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pos += n;
 	}
 	sfs_lookahead_free(ahead);
-	bool more = walker && i < l->n;
+	if (i > attrs_to && plus) /* names went without attributes: see sfs_readdir_looked_up() */
+		__atomic_store_n(&l->bare, true, __ATOMIC_RELAXED);
+	bool more = i < attrs_to && i < l->n;
 	if (more)
 		sfs_node_ref(fs, dir); /* the kernel may forget it once it has the reply */
 	unlock(fs);

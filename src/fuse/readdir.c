@@ -774,11 +774,12 @@ void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l
  * inode and a dentry the kernel makes for it: a listing that wants the names alone (ls -f,
  * a glob, a program's readdir) would pay several times what its names cost. A reply may
  * leave an entry's attributes out, and the kernel then makes nothing for it. So the first
- * reply of a listing carries them (a small directory is all in it), the later ones only for
- * a process seen to look up the entries of a listing it read without them. Such a process
- * (find, ls -l, du, tar) reads a whole directory before it stats the first entry of it, so
- * what it did in one directory tells about the next; the directory where it is learnt is
- * looked up one LOOKUP an entry, with the prefetcher going ahead of them.
+ * SFS_ATTRS_FIRST entries of a listing come with them (most directories are all there),
+ * the later ones only for a process seen to look up the entries of a listing it read
+ * without them. ls -l stats as it reads, and is seen to at once; find, du or tar read a
+ * whole directory before they stat the first entry of it, so what such a process did in one
+ * directory tells about the next, and the directory where it is learnt is looked up one
+ * LOOKUP an entry, with the prefetcher going ahead of them.
  */
 static unsigned walker_slot(pid_t pid)
 {
@@ -793,11 +794,11 @@ bool sfs_walker(struct sfs_fs *fs, pid_t pid)
 
 /*
  * @name was found in @dir by a LOOKUP of process @pid: if the listing of @dir gave names
- * without attributes, @pid walks and stats, and the entries after @name are prefetched for
- * its next lookups, in a window that moves on with them (a single lookup after a listing
- * of names alone costs no more than the window). Caller holds ns_lock.
+ * without attributes, @pid walks and stats. At its second such lookup, the entries given
+ * without attributes are prefetched, all of them: fts (find, du) looks them up in the
+ * order of their inode numbers, not the listing's. A single lookup after a listing of
+ * names alone prefetches nothing. Caller holds ns_lock.
  */
-#define LOOKUP_AHEAD 256
 void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *name, pid_t pid)
 {
 	struct sfs_listing *l;
@@ -805,11 +806,12 @@ void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *
 
 	if (!sfs_listing_find(fs, dir, name, &l, &d))
 		return;
-	if (d && __atomic_load_n(&l->bare, __ATOMIC_RELAXED)) {
-		size_t k = (size_t)(d - l->ents) + 1;
-		__atomic_store_n(&fs->walkers[walker_slot(pid)], pid, __ATOMIC_RELAXED);
-		if (k + LOOKUP_AHEAD / 2 >= __atomic_load_n(&l->prefetched, __ATOMIC_RELAXED))
-			sfs_prefetch(fs, dir, l, k, k + LOOKUP_AHEAD);
+	if (d && (size_t)(d - l->ents) >= SFS_ATTRS_FIRST &&
+	    __atomic_load_n(&l->bare, __ATOMIC_RELAXED)) {
+		if (sfs_walker(fs, pid))
+			sfs_prefetch(fs, dir, l, SFS_ATTRS_FIRST, l->n);
+		else
+			__atomic_store_n(&fs->walkers[walker_slot(pid)], pid, __ATOMIC_RELAXED);
 	}
 	sfs_listing_put(fs, l);
 }

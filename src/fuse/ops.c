@@ -648,7 +648,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* ... and while the kernel takes these in, look them up */
 	if (more) {
 		rdlock(fs);
-		sfs_lookahead_make(fs, dir, l, i, i - off);
+		sfs_lookahead_make(fs, dir, l, i, i - off < attrs_to - i ? i - off : attrs_to - i);
 		unlock(fs);
 		sfs_node_unref(fs, dir);
 	}

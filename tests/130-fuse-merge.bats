@@ -159,39 +159,48 @@ per_test_setup() { sfs_require; }
 }
 
 # READDIRPLUS gives attributes for a listing's first 512 entries, past them only to a process
-# seen to stat what it lists: a listing of names alone makes no lookup in the branches nor
-# inode in the kernel for most of its entries. Seen in the daemon's debug log: the LOOKUPs a
-# process that lists and then stats each entry sends, before and after it was seen to.
-@test "fuse: names alone cost no lookup past a listing's first entries; a process that stats what it lists gets attributes" {
-	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/a" "$TEST_DIR/l1/b" "$TEST_DIR/mnt"
-	touch "$TEST_DIR"/l1/a/f{1..2000} "$TEST_DIR"/l1/b/f{1..2000}
+# that walks: one seen to stat what it lists, or one that lists a second directory. A listing
+# of names alone makes no lookup in the branches nor inode in the kernel for most of its
+# entries. Seen in the daemon's debug log: the LOOKUPs of processes that list and then stat
+# each entry.
+@test "fuse: names alone cost no lookup past a listing's first entries; a process that walks gets attributes" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/mnt"
+	for d in a b c d; do
+		mkdir -p "$TEST_DIR/l1/$d"
+		touch "$TEST_DIR/l1/$d/"f{1..2000}
+	done
 	"$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh" -f -d \
 		2>"$TEST_DIR/log" &
 	track_pid $!
 	for _ in $(seq 100); do mountpoint -q "$TEST_DIR/mnt" && break; sleep 0.1; done
 	[ "$(ls -f "$TEST_DIR/mnt/a" | wc -l)" -eq 2002 ]
-	# each directory listed, then every entry stated; a statfs marks the end of each
-	python3 - "$TEST_DIR/mnt" >"$TEST_DIR/py" <<-'EOF'
+	# "list D, stat each entry" for each D given, "list D" alone for "-D"; a statfs ends each
+	cat >"$TEST_DIR/walk.py" <<-'EOF'
 		import os, sys
 		m = sys.argv[1]
 		print(os.getpid())
-		for d in ("a", "b"):
-		    names = os.listdir(m + "/" + d)
+		for d in sys.argv[2:]:
+		    names = os.listdir(m + "/" + d.lstrip("-"))
 		    assert len(names) == 2000, (d, len(names))
-		    for n in names:
-		        os.lstat(m + "/" + d + "/" + n)
+		    if not d.startswith("-"):
+		        for n in names:
+		            os.lstat(m + "/" + d + "/" + n)
 		    os.statvfs(m)
 	EOF
-	pid=$(cat "$TEST_DIR/py")
-	awk -v pid="$pid" '/opcode: STATFS/ { phase++ }
-		/opcode: LOOKUP/ && $NF == pid { n[phase + 0]++ }
-		END { print n[0] + 0, n[1] + 0 }' "$TEST_DIR/log" >"$TEST_DIR/counts"
-	read -r first second <"$TEST_DIR/counts"
-	echo "LOOKUPs: $first listing a, $second listing b"
-	# a: past the first 512 entries, names alone; b: all with attributes
-	[ "$first" -ge 1000 ]
-	[ "$first" -le 2000 ]
-	[ "$second" -le 20 ]
+	p1=$(python3 "$TEST_DIR/walk.py" "$TEST_DIR/mnt" a b)
+	p2=$(python3 "$TEST_DIR/walk.py" "$TEST_DIR/mnt" -c d)
+	awk -v p1="$p1" -v p2="$p2" '/opcode: STATFS/ { phase++ }
+		/opcode: LOOKUP/ && ($NF == p1 || $NF == p2) { n[phase + 0]++ }
+		END { print n[0] + 0, n[1] + 0, n[2] + 0, n[3] + 0 }' "$TEST_DIR/log" >"$TEST_DIR/counts"
+	read -r a b c d <"$TEST_DIR/counts"
+	echo "LOOKUPs: a $a, b $b, c $c, d $d"
+	# a: the first directory, stated after it was listed: names alone past 512 entries
+	[ "$a" -ge 1000 ]
+	[ "$a" -le 2000 ]
+	# b: by a process seen to stat what it lists; d: listed after another directory
+	[ "$b" -le 20 ]
+	[ "$c" -le 2 ] # the directory itself
+	[ "$d" -le 20 ]
 }
 
 @test "fuse: a merged subdirectory looked up again after its parent changed still merges" {

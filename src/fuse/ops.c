@@ -594,7 +594,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Under ns_lock nothing changes the directory: a current listing says where names are. */
 	bool current = l->version == dir->dversion;
 	/* attributes for a listing's first entries, and all of them for a process that walks */
-	bool walker = plus && sfs_walker(fs, fuse_req_ctx(req)->pid);
+	bool walker = plus && sfs_walker(fs, fuse_req_ctx(req)->pid, dir, off);
 	size_t attrs_to = !plus ? 0 : walker ? l->n : SFS_ATTRS_FIRST;
 	bool attrs = (size_t)off < attrs_to;
 	struct sfs_lookahead *ahead = attrs ? sfs_lookahead_take(fs, l, off) : NULL;

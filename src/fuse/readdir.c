@@ -775,10 +775,11 @@ void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l
  * a glob, a program's readdir) would pay several times what its names cost. A reply may
  * leave an entry's attributes out, and the kernel then makes nothing for it. So the first
  * SFS_ATTRS_FIRST entries of a listing come with them (most directories are all there),
- * the later ones only for a process seen to look up the entries of a listing it read
- * without them. ls -l stats as it reads, and is seen to at once; find, du or tar read a
- * whole directory before they stat the first entry of it, so what such a process did in one
- * directory tells about the next, and the directory where it is learnt is looked up one
+ * the later ones only for a process that walks: one that starts to list a second directory
+ * (find, du, tar go down a tree; a process that lists names alone seldom lists many), or
+ * one seen to look up the entries of a listing it read without them (ls -l stats as it
+ * reads, and is seen to at once). Left out: a process that lists one big directory whole
+ * before it stats its entries (du or find of that directory alone): it looks them up one
  * LOOKUP an entry, with the prefetcher going ahead of them.
  */
 static unsigned walker_slot(pid_t pid)
@@ -787,9 +788,30 @@ static unsigned walker_slot(pid_t pid)
 }
 
 /* Whether @pid was seen to stat what it lists. */
-bool sfs_walker(struct sfs_fs *fs, pid_t pid)
+static bool is_walker(struct sfs_fs *fs, pid_t pid)
 {
 	return __atomic_load_n(&fs->walkers[walker_slot(pid)], __ATOMIC_RELAXED) == pid;
+}
+
+/*
+ * Whether process @pid, which reads @dir from @off, walks. The start of a listing is
+ * noted: a process starting to list another directory than its last one walks.
+ */
+bool sfs_walker(struct sfs_fs *fs, pid_t pid, const struct sfs_node *dir, off_t off)
+{
+	unsigned k = walker_slot(pid);
+
+	if (is_walker(fs, pid))
+		return true;
+	if (off != 0)
+		return false;
+	uint64_t was = __atomic_exchange_n(&fs->listers[k],
+					   (uint64_t)(uint32_t)pid << 32 | (uint32_t)dir->ino,
+					   __ATOMIC_RELAXED);
+	if ((pid_t)(was >> 32) != pid || (uint32_t)was == (uint32_t)dir->ino)
+		return false;
+	__atomic_store_n(&fs->walkers[k], pid, __ATOMIC_RELAXED);
+	return true;
 }
 
 /*
@@ -808,7 +830,7 @@ void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *
 		return;
 	if (d && (size_t)(d - l->ents) >= SFS_ATTRS_FIRST &&
 	    __atomic_load_n(&l->bare, __ATOMIC_RELAXED)) {
-		if (sfs_walker(fs, pid))
+		if (is_walker(fs, pid))
 			sfs_prefetch(fs, dir, l, SFS_ATTRS_FIRST, l->n);
 		else
 			__atomic_store_n(&fs->walkers[walker_slot(pid)], pid, __ATOMIC_RELAXED);

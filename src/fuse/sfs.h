@@ -118,6 +118,7 @@ struct sfs_fs {
 	pthread_cond_t ahead_cond; /* a lookahead was made (with dcache_lock) */
 	/* processes seen to stat what they list: READDIRPLUS gives them attributes (atomic) */
 	pid_t walkers[SFS_WALKERS];
+	uint64_t listers[SFS_WALKERS]; /* pid << 32 | st_ino: the last listing a process started */
 };
 
 /* A change to names or attributes: lookups made before it are stale. */
@@ -271,7 +272,7 @@ void sfs_lookahead_free(struct sfs_lookahead *a);
 void sfs_listing_ref(struct sfs_fs *fs, struct sfs_listing *l);
 void sfs_prefetch(struct sfs_fs *fs, struct sfs_node *dir, struct sfs_listing *l, size_t from,
 		  size_t to);
-bool sfs_walker(struct sfs_fs *fs, pid_t pid);
+bool sfs_walker(struct sfs_fs *fs, pid_t pid, const struct sfs_node *dir, off_t off);
 void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *name, pid_t pid);
 void sfs_prefetch_stop(struct sfs_fs *fs);
 /*

@@ -158,7 +158,7 @@ per_test_setup() { sfs_require; }
 	[ "$status" -eq 0 ]
 }
 
-# READDIRPLUS gives attributes for a listing's first 512 entries, past them only to a process
+# READDIRPLUS gives attributes for a listing's first 256 entries, past them only to a process
 # that walks: one seen to stat what it lists, or one that lists a second directory. A listing
 # of names alone makes no lookup in the branches nor inode in the kernel for most of its
 # entries. Seen in the daemon's debug log: the LOOKUPs of processes that list and then stat
@@ -194,7 +194,7 @@ per_test_setup() { sfs_require; }
 		END { print n[0] + 0, n[1] + 0, n[2] + 0, n[3] + 0 }' "$TEST_DIR/log" >"$TEST_DIR/counts"
 	read -r a b c d <"$TEST_DIR/counts"
 	echo "LOOKUPs: a $a, b $b, c $c, d $d"
-	# a: the first directory, stated after it was listed: names alone past 512 entries
+	# a: the first directory, stated after it was listed: names alone past 256 entries
 	[ "$a" -ge 1000 ]
 	[ "$a" -le 2000 ]
 	# b: by a process seen to stat what it lists; d: listed after another directory

@@ -117,7 +117,7 @@ drop_caches() {
 	[ "$(cat "$TEST_DIR/l1/a/f7")" = 7 ]
 }
 
-# Past a listing's first 512 entries, names may come without attributes (see 130-fuse-merge): the
+# Past a listing's first 256 entries, names may come without attributes (see 130-fuse-merge): the
 # inode number of each such entry is the one its lookup gives, whatever happened to it
 # (copied up, linked, renamed) and on whichever file system its branch is.
 @test "fuse: d_ino of a listing's entries, given with attributes or not, is their st_ino" {

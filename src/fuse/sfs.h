@@ -66,7 +66,7 @@ struct sfs_node {
 
 #define SFS_WALKERS 64
 /* READDIRPLUS gives attributes for this many entries of a listing to every process */
-#define SFS_ATTRS_FIRST 512
+#define SFS_ATTRS_FIRST 256
 
 /* uidmapping=/gidmapping=: ranges of stored ids and the ids they show as (idmap.c) */
 #define SFS_IDMAP_MAX 340

@@ -787,7 +787,7 @@ static unsigned walker_slot(pid_t pid)
 	return ((uint32_t)pid * 2654435761u) >> 26; /* SFS_WALKERS == 64 */
 }
 
-/* Whether @pid was seen to stat what it lists. */
+/* Whether @pid was seen to walk. */
 static bool is_walker(struct sfs_fs *fs, pid_t pid)
 {
 	return __atomic_load_n(&fs->walkers[walker_slot(pid)], __ATOMIC_RELAXED) == pid;

@@ -116,7 +116,7 @@ struct sfs_fs {
 	/* bumped by every change to names or attributes (sfs_changed) */
 	uint64_t mseq;
 	pthread_cond_t ahead_cond; /* a lookahead was made (with dcache_lock) */
-	/* processes seen to stat what they list: READDIRPLUS gives them attributes (atomic) */
+	/* processes seen to walk: every READDIRPLUS gives them attributes (atomic), sfs_walker() */
 	pid_t walkers[SFS_WALKERS];
 	uint64_t listers[SFS_WALKERS]; /* pid << 32 | st_ino: the last listing a process started */
 };

@@ -186,10 +186,27 @@ per_test_setup() { sfs_require; }
 	[ "$status" -ne 0 ]
 }
 
-@test "fuse: a bad uidmapping or gidmapping is refused, naming the option" {
+# squash_to_uid=, squash_to_gid=, squash_to_root (fuse-overlayfs's): every object shows as
+# owned by one user and group; what is stored does not change.
+@test "fuse: squash_to_uid, squash_to_gid and squash_to_root show one owner for everything" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1"
+	echo a >"$TEST_DIR/l1/f"
+	chown 5:6 "$TEST_DIR/l1/f"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh,squash_to_root,squash_to_uid=1000"
+	[ "$(stat -c %u:%g "$TEST_DIR/mnt/f")" = 1000:0 ]
+	[ "$(stat -c %u:%g "$TEST_DIR/mnt")" = 1000:0 ]
+	echo more >>"$TEST_DIR/mnt/f"
+	[ "$(stat -c %u:%g "$TEST_DIR/up/f")" = 5:6 ]
+	sfs_umount "$TEST_DIR/mnt"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh,squash_to_gid=7"
+	[ "$(stat -c %u:%g "$TEST_DIR/mnt/f")" = 5:7 ]
+}
+
+@test "fuse: a bad uidmapping, gidmapping or squash id is refused, naming the option" {
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/mnt"
 	for bad in "uidmapping=0:100000" "uidmapping=0:1:10:5:5:10" "gidmapping=0:1:0" \
-		"gidmapping=a:b:c" "uidmapping=" "uidmapping=0:1:4294967295"; do
+		"gidmapping=a:b:c" "uidmapping=" "uidmapping=0:1:4294967295" \
+		"squash_to_uid=x" "squash_to_gid=4294967295" "squash_to_uid=-1"; do
 		run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw,$bad"
 		echo "$bad: $output"
 		[ "$status" -ne 0 ]

@@ -20,10 +20,10 @@
 
 struct cmdline {
 	char *br, *brfile, *lowerdir, *upperdir, *workdir, *pidfile, *whiteout, *timeout, *handles;
-	char *uidmapping, *gidmapping;
+	char *uidmapping, *gidmapping, *squash_uid, *squash_gid;
 	char *pos[3];
 	int npos;
-	bool has_fsname, has_subtype, bad, nosync;
+	bool has_fsname, has_subtype, bad, nosync, squash_root;
 };
 
 static char **opt_slot(struct cmdline *c, const char *arg, const char **ret_val)
@@ -44,6 +44,8 @@ static char **opt_slot(struct cmdline *c, const char *arg, const char **ret_val)
 		{ "handles=", offsetof(struct cmdline, handles) },
 		{ "uidmapping=", offsetof(struct cmdline, uidmapping) },
 		{ "gidmapping=", offsetof(struct cmdline, gidmapping) },
+		{ "squash_to_uid=", offsetof(struct cmdline, squash_uid) },
+		{ "squash_to_gid=", offsetof(struct cmdline, squash_gid) },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -105,6 +107,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 	if (!strcmp(arg, "fsync=1"))
 		return 0;
+	if (!strcmp(arg, "squash_to_root")) {
+		c->squash_root = true;
+		return 0;
+	}
 	if (!strncmp(arg, "fsname=", 7))
 		c->has_fsname = true;
 	if (!strncmp(arg, "subtype=", 8))
@@ -129,8 +135,24 @@ static void usage(const char *prog)
 	       "    -o volatile, fsync=0  no syncs: after a crash the rw branch is not to be used\n"
 	       "    -o uidmapping=STORED:SHOWN:COUNT[:...], gidmapping=...\n"
 	       "                          ids as the branches store them and as they show\n"
+	       "    -o squash_to_uid=UID, squash_to_gid=GID, squash_to_root\n"
+	       "                          every object shows as owned by them\n"
 	       "    -o allow_other, -f, -d, -s and the other FUSE options\n",
 	       prog, prog);
+}
+
+/* An id given to option @what: a number below 2^32 - 1. */
+static int parse_id(const char *v, const char *what, int64_t *ret)
+{
+	char *end;
+	errno = 0;
+	unsigned long long id = strtoull(v, &end, 10);
+	if (*v < '0' || *v > '9' || *end || errno || id >= UINT32_MAX) {
+		fprintf(stderr, "strata-fuse: option '%s': bad id '%s'\n", what, v);
+		return -EINVAL;
+	}
+	*ret = (int64_t)id;
+	return 0;
 }
 
 /* Forks; the parent exits with the child's report once the child is ready. */
@@ -208,6 +230,8 @@ static void free_cmdline(struct cmdline *c)
 	free(c->handles);
 	free(c->uidmapping);
 	free(c->gidmapping);
+	free(c->squash_uid);
+	free(c->squash_gid);
 	for (int i = 0; i < c->npos; i++)
 		free(c->pos[i]);
 }
@@ -298,6 +322,10 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "strata-fuse: %s\n", err);
 		goto out_args;
 	}
+	fs.squash_uid = fs.squash_gid = c.squash_root ? 0 : -1;
+	if ((c.squash_uid && parse_id(c.squash_uid, "squash_to_uid", &fs.squash_uid) < 0) ||
+	    (c.squash_gid && parse_id(c.squash_gid, "squash_to_gid", &fs.squash_gid) < 0))
+		goto out_args;
 	const char *br = c.br;
 	if (br && (!strncmp(br, "br:", 3) || !strncmp(br, "br=", 3)))
 		br += 3;

@@ -187,9 +187,10 @@ per_test_setup() { sfs_require; }
 }
 
 # squash_to_uid=, squash_to_gid=, squash_to_root (fuse-overlayfs's): every object shows as
-# owned by one user and group; what is stored does not change.
-@test "fuse: squash_to_uid, squash_to_gid and squash_to_root show one owner for everything" {
-	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1"
+# owned by one user and group; what is stored does not change. static_nlink: directories
+# show one link.
+@test "fuse: squash_to_uid, squash_to_gid and squash_to_root show one owner for everything; static_nlink" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/l1/d/s1" "$TEST_DIR/l1/d/s2"
 	echo a >"$TEST_DIR/l1/f"
 	chown 5:6 "$TEST_DIR/l1/f"
 	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh,squash_to_root,squash_to_uid=1000"
@@ -200,6 +201,12 @@ per_test_setup() { sfs_require; }
 	sfs_umount "$TEST_DIR/mnt"
 	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh,squash_to_gid=7"
 	[ "$(stat -c %u:%g "$TEST_DIR/mnt/f")" = 5:7 ]
+	# static_nlink: a directory with subdirectories shows 1 link, not 2 + subdirectories
+	[ "$(stat -c %h "$TEST_DIR/mnt/d")" = 4 ]
+	sfs_umount "$TEST_DIR/mnt"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh,static_nlink"
+	[ "$(stat -c %h "$TEST_DIR/mnt/d")" = 1 ]
+	[ "$(stat -c %h "$TEST_DIR/mnt/f")" = 1 ]
 }
 
 @test "fuse: a bad uidmapping, gidmapping or squash id is refused, naming the option" {

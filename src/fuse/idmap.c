@@ -112,9 +112,14 @@ int sfs_id_stored(const struct sfs_idmap *m, uint32_t id, uint32_t *ret)
 	return -EINVAL;
 }
 
-/* The owner @st shows: mapped, or squashed to one (squash_to_uid=, _gid=, _root, as fuse-overlayfs). */
+/*
+ * The owner @st shows: mapped, or squashed to one (squash_to_uid=, _gid=, _root, as
+ * fuse-overlayfs); with static_nlink, a directory's link count is 1.
+ */
 void sfs_idmap_stat(const struct sfs_fs *fs, struct stat *st)
 {
+	if (fs->static_nlink && S_ISDIR(st->st_mode))
+		st->st_nlink = 1;
 	st->st_uid = fs->squash_uid >= 0 ? (uid_t)fs->squash_uid :
 					   sfs_id_shown(&fs->uidmap, st->st_uid);
 	st->st_gid = fs->squash_gid >= 0 ? (gid_t)fs->squash_gid :

@@ -23,7 +23,7 @@ struct cmdline {
 	char *uidmapping, *gidmapping, *squash_uid, *squash_gid;
 	char *pos[3];
 	int npos;
-	bool has_fsname, has_subtype, bad, nosync, squash_root;
+	bool has_fsname, has_subtype, bad, nosync, squash_root, static_nlink;
 };
 
 static char **opt_slot(struct cmdline *c, const char *arg, const char **ret_val)
@@ -111,6 +111,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		c->squash_root = true;
 		return 0;
 	}
+	if (!strcmp(arg, "static_nlink")) {
+		c->static_nlink = true;
+		return 0;
+	}
 	if (!strncmp(arg, "fsname=", 7))
 		c->has_fsname = true;
 	if (!strncmp(arg, "subtype=", 8))
@@ -137,6 +141,7 @@ static void usage(const char *prog)
 	       "                          ids as the branches store them and as they show\n"
 	       "    -o squash_to_uid=UID, squash_to_gid=GID, squash_to_root\n"
 	       "                          every object shows as owned by them\n"
+	       "    -o static_nlink       every directory shows a link count of 1\n"
 	       "    -o allow_other, -f, -d, -s and the other FUSE options\n",
 	       prog, prog);
 }
@@ -323,6 +328,7 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	fs.squash_uid = fs.squash_gid = c.squash_root ? 0 : -1;
+	fs.static_nlink = c.static_nlink;
 	if ((c.squash_uid && parse_id(c.squash_uid, "squash_to_uid", &fs.squash_uid) < 0) ||
 	    (c.squash_gid && parse_id(c.squash_gid, "squash_to_gid", &fs.squash_gid) < 0))
 		goto out_args;

@@ -98,6 +98,7 @@ struct sfs_fs {
 	double timeout;
 	struct sfs_idmap uidmap, gidmap;
 	int64_t squash_uid, squash_gid; /* squash_to_*: the owner every object shows, or -1 */
+	bool static_nlink;              /* every directory shows a link count of 1 */
 	size_t name_max; /* longest name: the top branch's, less room for ".wh." */
 	struct fuse_session *se;
 

@@ -116,7 +116,7 @@ int sfs_id_stored(const struct sfs_idmap *m, uint32_t id, uint32_t *ret)
  * The owner @st shows: mapped, or squashed to one (squash_to_uid=, _gid=, _root, as
  * fuse-overlayfs); with static_nlink, a directory's link count is 1.
  */
-void sfs_idmap_stat(const struct sfs_fs *fs, struct stat *st)
+void sfs_stat_shown(const struct sfs_fs *fs, struct stat *st)
 {
 	if (fs->static_nlink && S_ISDIR(st->st_mode))
 		st->st_nlink = 1;

@@ -167,7 +167,7 @@ void sfs_fill_entry(struct sfs_fs *fs, struct sfs_node *node, const struct stat 
 	memset(e, 0, sizeof(*e));
 	e->ino = sfs_node_id(fs, node);
 	e->attr = *st;
-	sfs_idmap_stat(fs, &e->attr);
+	sfs_stat_shown(fs, &e->attr);
 	e->entry_timeout = fs->timeout;
 	e->attr_timeout = sfs_attr_timeout(fs, node, st);
 }

@@ -137,7 +137,7 @@ static void sfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		return;
 	}
 	double timeout = sfs_attr_timeout(fs, node, &st);
-	sfs_idmap_stat(fs, &st);
+	sfs_stat_shown(fs, &st);
 	fuse_reply_attr(req, &st, timeout);
 }
 
@@ -160,7 +160,7 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 	if (inval)
 		sfs_node_ref(fs, node);
 	double timeout = sfs_attr_timeout(fs, node, &st);
-	sfs_idmap_stat(fs, &st);
+	sfs_stat_shown(fs, &st);
 	fuse_reply_attr(req, &st, timeout);
 	if (inval) {
 		sfs_inval_aliases(fs, node);

@@ -198,7 +198,7 @@ struct sfs_lookup {
 int sfs_idmap_parse(struct sfs_idmap *m, const char *spec, bool uid, char *err, size_t errlen);
 uint32_t sfs_id_shown(const struct sfs_idmap *m, uint32_t id);
 int sfs_id_stored(const struct sfs_idmap *m, uint32_t id, uint32_t *ret);
-void sfs_idmap_stat(const struct sfs_fs *fs, struct stat *st);
+void sfs_stat_shown(const struct sfs_fs *fs, struct stat *st);
 int sfs_idmap_acl(const struct sfs_fs *fs, const char *name, void *value, size_t size,
 		  bool to_shown);
 

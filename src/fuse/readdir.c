@@ -795,7 +795,9 @@ static bool is_walker(struct sfs_fs *fs, pid_t pid)
 
 /*
  * Whether process @pid, which reads @dir from @off, walks. The start of a listing is
- * noted: a process starting to list another directory than its last one walks.
+ * noted: a process starting to list another directory than its last one walks. A caller
+ * outside the server's pid namespace comes as pid 0, which walks (walkers[] starts zeroed):
+ * such callers cannot be told apart.
  */
 bool sfs_walker(struct sfs_fs *fs, pid_t pid, const struct sfs_node *dir, off_t off)
 {

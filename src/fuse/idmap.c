@@ -126,6 +126,13 @@ void sfs_stat_shown(const struct sfs_fs *fs, struct stat *st)
 					   sfs_id_shown(&fs->gidmap, st->st_gid);
 }
 
+/* Whether the value of extended attribute @name holds ids that are mapped: a POSIX ACL's. */
+bool sfs_idmap_acl_name(const struct sfs_fs *fs, const char *name)
+{
+	return (fs->uidmap.n || fs->gidmap.n) && (!strcmp(name, "system.posix_acl_access") ||
+						  !strcmp(name, "system.posix_acl_default"));
+}
+
 /*
  * The ids in a POSIX ACL (system.posix_acl_access or _default, the kernel's xattr form: a
  * version, then tag, permissions and id of each entry, little-endian), mapped to what is
@@ -136,9 +143,7 @@ int sfs_idmap_acl(const struct sfs_fs *fs, const char *name, void *value, size_t
 {
 	unsigned char *v = value;
 
-	if (!fs->uidmap.n && !fs->gidmap.n)
-		return 0;
-	if (strcmp(name, "system.posix_acl_access") && strcmp(name, "system.posix_acl_default"))
+	if (!sfs_idmap_acl_name(fs, name))
 		return 0;
 	if (size < 4 || (size - 4) % 8)
 		return to_shown ? 0 : -EINVAL;

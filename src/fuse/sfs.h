@@ -199,6 +199,7 @@ int sfs_idmap_parse(struct sfs_idmap *m, const char *spec, bool uid, char *err, 
 uint32_t sfs_id_shown(const struct sfs_idmap *m, uint32_t id);
 int sfs_id_stored(const struct sfs_idmap *m, uint32_t id, uint32_t *ret);
 void sfs_stat_shown(const struct sfs_fs *fs, struct stat *st);
+bool sfs_idmap_acl_name(const struct sfs_fs *fs, const char *name);
 int sfs_idmap_acl(const struct sfs_fs *fs, const char *name, void *value, size_t size,
 		  bool to_shown);
 

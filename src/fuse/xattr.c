@@ -108,7 +108,7 @@ int sfs_setxattr(struct sfs_fs *fs, struct sfs_node *node, const char *name, con
 		return -EROFS;
 	/* the ids of an ACL as the branch stores them */
 	_cleanup_free_ char *stored = NULL;
-	if ((fs->uidmap.n || fs->gidmap.n) && size) {
+	if (size && sfs_idmap_acl_name(fs, name)) {
 		if (!(stored = malloc(size)))
 			return -ENOMEM;
 		memcpy(stored, value, size);

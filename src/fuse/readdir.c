@@ -828,10 +828,14 @@ void sfs_readdir_looked_up(struct sfs_fs *fs, struct sfs_node *dir, const char *
 	struct sfs_listing *l;
 	const struct sfs_dirent *d;
 
-	if (!sfs_listing_find(fs, dir, name, &l, &d))
+	/* most lookups are in directories whose listings gave every attribute, if any */
+	pthread_mutex_lock(&fs->dcache_lock);
+	bool bare = dir->listing && __atomic_load_n(&dir->listing->bare, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&fs->dcache_lock);
+	if (!bare || !sfs_listing_find(fs, dir, name, &l, &d))
 		return;
 	if (d && (size_t)(d - l->ents) >= SFS_ATTRS_FIRST &&
-	    __atomic_load_n(&l->bare, __ATOMIC_RELAXED)) {
+	    __atomic_load_n(&l->bare, __ATOMIC_RELAXED)) { /* the listing may have been replaced */
 		if (is_walker(fs, pid))
 			sfs_prefetch(fs, dir, l, SFS_ATTRS_FIRST, l->n);
 		else

@@ -182,6 +182,9 @@ static int set_owner(struct sfs_fs *fs, const char *dirpath, const char *path, m
 	/* a caller whose ids have no stored form cannot own anything, as on an idmapped mount */
 	if (sfs_id_stored(&fs->uidmap, ctx->uid, &uid) || sfs_id_stored(&fs->gidmap, ctx->gid, &gid))
 		return -EOVERFLOW;
+	/* made by us with the caller's ids already: a setgid parent's group is what chown keeps */
+	if (uid == geteuid() && gid == getegid())
+		return 0;
 	if (fstatat(fs->br[0].fd, dirpath, &dst, 0) == 0 && (dst.st_mode & S_ISGID))
 		gid = (gid_t)-1;
 	r = sfs_do_fchownat(fs->br[0].fd, path, uid, gid, AT_SYMLINK_NOFOLLOW);

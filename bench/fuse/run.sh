@@ -150,10 +150,12 @@ w_readdir_cold() { do_umount; do_mount "$1" "$2"; drop; local t=$(now); ls -f "$
 w_lsstat_cold() { do_umount; do_mount "$1" "$2"; drop; local t=$(now); find "$mnt/bench-big" -maxdepth 1 -printf '%s %m\n' >/dev/null; since "$t"; }
 w_readdir_warm() { ls -f "$mnt/bench-big" >/dev/null; local t=$(now); ls -f "$mnt/bench-big" >/dev/null; since "$t"; }
 w_create() { do_umount; do_mount "$1" "$2"; mkdir "$mnt/new"; local t=$(now); (cd "$mnt/new" && seq -f 'f%g' 10000 | xargs touch); since "$t"; }
+# 64 MiB written 4 KiB a write into a new file, left in the page cache (no sync)
+w_write4k() { do_umount; do_mount "$1" "$2"; local t=$(now); dd if=/dev/zero of="$mnt/w4k" bs=4k count=16384 status=none; since "$t"; }
 w_copyup() { do_umount; do_mount "$1" "$2"; local t=$(now); echo x >>"$mnt/big100"; since "$t"; }
 w_rmrf() { do_umount; do_mount "$1" "$2"; local t=$(now); rm -rf "$mnt/usr"; since "$t"; }
 
-workloads=${WORKLOADS:-"mount walk_cold walk_warm read_cold read_warm grep_warm readdir_cold lsstat_cold readdir_warm create copyup rmrf"}
+workloads=${WORKLOADS:-"mount walk_cold walk_warm read_cold read_warm grep_warm readdir_cold lsstat_cold readdir_warm create write4k copyup rmrf"}
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 

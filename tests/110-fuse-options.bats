@@ -212,7 +212,8 @@ per_test_setup() { sfs_require; }
 @test "fuse: a bad uidmapping, gidmapping or squash id is refused, naming the option" {
 	mkdir -p "$TEST_DIR/up" "$TEST_DIR/mnt"
 	for bad in "uidmapping=0:100000" "uidmapping=0:1:10:5:5:10" "gidmapping=0:1:0" \
-		"gidmapping=a:b:c" "uidmapping=" "uidmapping=0:1:4294967295" \
+		"gidmapping=a:b:c" "uidmapping=" "uidmapping=0:1:4294967295" "uidmapping=0:1:5:" \
+		"gidmapping=0:1:5:6:7:8:" \
 		"squash_to_uid=x" "squash_to_gid=4294967295" "squash_to_uid=-1"; do
 		run "$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw,$bad"
 		echo "$bad: $output"

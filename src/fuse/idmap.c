@@ -48,7 +48,7 @@ int sfs_idmap_parse(struct sfs_idmap *m, const char *spec, bool uid, char *err, 
 			errno = 0;
 			if (*p < '0' || *p > '9' || (v[k] = strtoull(p, &end, 10), errno) ||
 			    v[k] > UINT32_MAX || (*end && *end != ':' && *end != ',') ||
-			    (k < 2 && !*end)) {
+			    (k < 2 && !*end) || (*end && !end[1])) {
 				snprintf(err, errlen,
 					 "option '%s': '%s' is not a list of STORED:SHOWN:COUNT",
 					 what, spec);

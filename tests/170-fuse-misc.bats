@@ -273,3 +273,67 @@ PY
 	[ "$(stat -c %a "$TEST_DIR/mnt/private")" = 700 ]
 }
 
+
+# The set-id bits and file capabilities a change drops, as a local file system drops them: a
+# write, truncate or fallocate by a writer without CAP_FSETID drops setuid, and setgid where
+# the group may execute; root's keeps them; chown drops both for anyone; any write drops a
+# file capability. The same operations run in a plain directory of the same file system, and
+# every mode (and capability) must come out the same (chown and chgrp are root's), for files made through the mount and
+# for files copied up from a layer.
+@test "fuse: writes, truncates, fallocates and chowns drop set-id bits and capabilities as locally" {
+	sfs_small_stack
+	local ref=$TEST_DIR/ref
+	mkdir -p "$ref" "$TEST_DIR/l1/low"
+	chmod 755 "$TEST_DIR"
+	ops="write truncate fallocate chown"
+	modes="4777 2777 6777 2767 6767 777"
+	# files below, made before the mount, and their reference twins
+	mkdir "$ref/low"
+	for d in "$TEST_DIR/l1/low" "$ref/low"; do
+		for op in $ops; do for mode in $modes; do for who in root nobody; do
+			f=$d/$op-$mode-$who
+			echo data >"$f"
+			chmod "$mode" "$f"
+		done; done; done
+	done
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh,allow_other"
+	mkdir "$TEST_DIR/mnt/new" "$ref/new"
+	for d in "$TEST_DIR/mnt/new" "$ref/new"; do
+		for op in $ops; do for mode in $modes; do for who in root nobody; do
+			f=$d/$op-$mode-$who
+			echo data >"$f"
+			chmod "$mode" "$f"
+		done; done; done
+	done
+	run_op() { # DIR OP MODE WHO
+		local f=$1/$2-$3-$4 as=()
+		[ "$4" = root ] || as=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+		case $2 in
+		write) "${as[@]}" sh -c "echo more >>'$f'" ;;
+		truncate) "${as[@]}" truncate -s 2 "$f" ;;
+		fallocate) "${as[@]}" fallocate -l 65536 "$f" ;;
+		chown) if [ "$4" = root ]; then chown 65534 "$f"; else chgrp 65534 "$f"; fi ;;
+		esac
+	}
+	for m in "$TEST_DIR/mnt" "$ref"; do
+		for sub in low new; do
+			for op in $ops; do for mode in $modes; do for who in root nobody; do
+				run_op "$m/$sub" "$op" "$mode" "$who"
+			done; done; done
+		done
+	done
+	got=$(cd "$TEST_DIR/mnt" && stat -c '%n %a %U' low/* new/*)
+	want=$(cd "$ref" && stat -c '%n %a %U' low/* new/*)
+	diff <(echo "$want") <(echo "$got")
+	# they did change something: a write by nobody drops setuid
+	[[ "$want" == *"low/write-4777-nobody 777 root"* ]]
+	[[ "$want" == *"low/write-4777-root 4777 root"* ]]
+	# a write drops a file capability, even root's
+	for d in "$TEST_DIR/mnt/new" "$ref/new"; do
+		echo x >"$d/cap"
+		setcap cap_net_raw+p "$d/cap"
+		[ -n "$(getcap "$d/cap")" ]
+		echo y >>"$d/cap"
+		[ -z "$(getcap "$d/cap")" ]
+	done
+}

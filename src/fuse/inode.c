@@ -502,7 +502,7 @@ int sfs_setattr(struct sfs_fs *fs, struct sfs_node *node, struct stat *attr, int
 	bool trunc0 = (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size == 0 &&
 		      !(to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_CTIME | FUSE_SET_ATTR_MTIME |
 				   FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_ATIME_NOW |
-				   FUSE_SET_ATTR_ATIME));
+				   FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_KILL_SUID));
 	r = sfs_copy_up(fs, node, /* with_data= */ !trunc0);
 	if (r < 0)
 		return r;

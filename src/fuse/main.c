@@ -381,6 +381,10 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "strata-fuse: cannot mount on '%s'\n", opts.mountpoint);
 		goto out_signals;
 	}
+	if (sfs_devio_attach(&fs) < 0) {
+		fprintf(stderr, "strata-fuse: cannot set up /dev/fuse's reads and writes\n");
+		goto out_unmount;
+	}
 	if (!opts.foreground) {
 		r = daemonize(c.pidfile, &ready_fd);
 		if (r < 0) {

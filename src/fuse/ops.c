@@ -43,6 +43,63 @@ static void reply_entry_or_err(fuse_req_t req, int r, const struct fuse_entry_pa
 		fuse_reply_entry(req, e);
 }
 
+/* Whether the caller of @req is of group @gid (shown ids), by its groups at the time. */
+static bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+	gid_t small[32], *list = small;
+	int n, cap = (int)ARRAY_SIZE(small);
+
+	if (fuse_req_ctx(req)->gid == gid)
+		return true;
+	for (;;) {
+		n = fuse_req_getgroups(req, cap, list);
+		if (n <= cap || n < 0)
+			break;
+		if (list != small)
+			free(list);
+		cap = n;
+		list = malloc((size_t)cap * sizeof(*list));
+		if (!list)
+			return false;
+	}
+	bool in = false;
+	for (int i = 0; i < n && !in; i++)
+		in = list[i] == gid;
+	if (list != small)
+		free(list);
+	return in;
+}
+
+/*
+ * The mode a write or truncate leaves when its caller may not keep the set-id bits, as the
+ * VFS has it: no setuid; no setgid where the group may execute, or where the caller is not
+ * of the file's group. @shown: the file's attributes as the caller sees them.
+ */
+static mode_t killed_mode(fuse_req_t req, const struct stat *shown)
+{
+	mode_t m = shown->st_mode & ~(mode_t)S_ISUID;
+
+	if ((m & S_ISGID) && ((m & S_IXGRP) || !caller_in_group(req, shown->st_gid)))
+		m &= ~(mode_t)S_ISGID;
+	return m;
+}
+
+/*
+ * Drops the set-id bits of the file open at @fd, as killed_mode() says. True if it changed
+ * the mode: the kernel's copy of it is stale then.
+ */
+static bool kill_suidgid(struct sfs_fs *fs, fuse_req_t req, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & (S_ISUID | S_ISGID)))
+		return false;
+	struct stat shown = st;
+	sfs_stat_shown(fs, &shown);
+	mode_t m = killed_mode(req, &shown);
+	return m != shown.st_mode && fchmod(fd, m & 07777) == 0;
+}
+
 static void sfs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	/* the kernel clears setuid bits itself, through SETATTR */
@@ -150,6 +207,19 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 
 	wrlock(fs);
 	int r = sfs_setattr(fs, node, attr, to_set, fi ? FILE_OF(fi) : NULL, &st);
+	/*
+	 * A truncate by a caller without CAP_FSETID, which the kernel leaves to us under
+	 * FUSE_HANDLE_KILLPRIV_V2 (FATTR_KILL_SUIDGID, which libfuse passes as KILL_SUID).
+	 */
+	if (r == 0 && (to_set & FUSE_SET_ATTR_KILL_SUID) && (to_set & FUSE_SET_ATTR_SIZE) &&
+	    !(to_set & FUSE_SET_ATTR_MODE) && S_ISREG(st.st_mode) &&
+	    (st.st_mode & (S_ISUID | S_ISGID))) {
+		struct stat shown = st;
+		sfs_stat_shown(fs, &shown);
+		struct stat a = { .st_mode = killed_mode(req, &shown) };
+		if (a.st_mode != shown.st_mode)
+			r = sfs_setattr(fs, node, &a, FUSE_SET_ATTR_MODE, NULL, &st);
+	}
 	unlock(fs);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -424,6 +494,14 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 		fuse_reply_err(req, -fd);
 		return;
 	}
+	/*
+	 * Set-id bits go before the write, as on a local file system: where the kernel says so
+	 * (FUSE_HANDLE_KILLPRIV_V2), and for any write by a caller other than root, in case
+	 * the kernel's copy of the mode is stale (another name of a hard link changed it).
+	 */
+	int kills = sfs_devio_write_kills(ino, off);
+	bool killed = (kills == 1 || (!fi->writepage && fuse_req_ctx(req)->uid != 0)) &&
+		      kill_suidgid(fs, req, fd);
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = fd;
 	out.buf[0].pos = off;
@@ -431,6 +509,8 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		closep_if(fd, tmp);
+		if (killed)
+			fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 		return;
 	}
 	sfs_changed(fs); /* the file's size and times */
@@ -438,6 +518,8 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 	bool inval = before_node_write(fs, node, fi, fd);
 	closep_if(fd, tmp);
 	fuse_reply_write(req, (size_t)n);
+	if (killed)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 	if (inval)
 		after_node_write(fs, node);
 }
@@ -479,13 +561,24 @@ static void sfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 static void sfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 			     off_t length, struct fuse_file_info *fi)
 {
+	struct sfs_fs *fs = FS(req);
 	bool tmp;
-	int fd = req_fd(FS(req), ino, fi, true, &tmp);
+	int fd = req_fd(fs, ino, fi, true, &tmp);
+	/*
+	 * An fallocate that changes the file drops set-id bits as a write does; the kernel
+	 * does not say whether the caller may keep them here: only root may.
+	 */
+	bool changes = !(mode & FALLOC_FL_KEEP_SIZE) ||
+		       (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE));
+	bool killed = fd >= 0 && changes && fuse_req_ctx(req)->uid != 0 &&
+		      kill_suidgid(fs, req, fd);
 	int r = fd < 0 ? fd : fallocate(fd, mode, offset, length) < 0 ? -errno : 0;
 
-	sfs_changed(FS(req));
+	sfs_changed(fs);
 	closep_if(fd, tmp);
 	fuse_reply_err(req, -r);
+	if (killed)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
 static void sfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

@@ -94,6 +94,8 @@ struct sfs_fs {
 	bool no_open;    /* answer OPEN with ENOSYS: reads and writes go by node */
 	bool dont_mask;  /* the kernel leaves the caller's umask to us (FUSE_CAP_DONT_MASK) */
 	bool nosync;     /* -o volatile: no fsync, at copy-up or asked for */
+	bool killpriv_v2; /* we drop set-id bits on write and truncate: see devio.c */
+	uint64_t init_unique; /* the INIT request's, until its reply is sent (devio.c) */
 	bool volatile_marked; /* ... and the rw branch is marked as used so */
 	double timeout;
 	struct sfs_idmap uidmap, gidmap;
@@ -326,6 +328,10 @@ int sfs_removexattr(struct sfs_fs *fs, struct sfs_node *node, const char *name);
 int sfs_copy_xattrs(int src_fd, int dst_fd);
 int sfs_copy_xattrs_path(const char *src, bool src_follow, const char *dst);
 bool sfs_xattr_hidden(const char *name);
+
+/* devio.c */
+int sfs_devio_attach(struct sfs_fs *fs);
+int sfs_devio_write_kills(fuse_ino_t ino, off_t off);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops sfs_ops;

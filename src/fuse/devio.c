@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The session's reads and writes of /dev/fuse, for two things libfuse 3.14 cannot do.
+ *
+ * FUSE_HANDLE_KILLPRIV_V2. Without it the kernel asks for a file's security.capability
+ * attribute before every write(), to know whether the write must drop it: a GETXATTR round
+ * trip per write, since a FUSE mount may not remember that a file has none. With it, the
+ * server drops set-id bits and capabilities itself, the mount remembers, and a write is one
+ * round trip. libfuse 3.14 does not know the flag: the INIT reply is given it here when the
+ * kernel offers it.
+ *
+ * The kernel then says in each WRITE whether the writer may keep the file's set-id bits
+ * (FUSE_WRITE_KILL_SUIDGID), a flag libfuse drops before the write handler sees the request:
+ * the request as read is kept for the thread that handles it (libfuse's loops read a request
+ * and handle it on one thread), see sfs_devio_write_kills().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "sfs.h"
+
+static __thread const void *cur_req;
+static __thread size_t cur_len;
+
+static ssize_t devio_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct sfs_fs *fs = userdata;
+	ssize_t n = read(fd, buf, len);
+
+	cur_req = NULL;
+	if (n < (ssize_t)sizeof(struct fuse_in_header))
+		return n;
+	const struct fuse_in_header *in = buf;
+	if (in->opcode == FUSE_INIT && (size_t)n >= sizeof(*in) + offsetof(struct fuse_init_in, flags2)) {
+		const struct fuse_init_in *init = (const void *)(in + 1);
+		if (init->major == FUSE_KERNEL_VERSION && (init->flags & FUSE_HANDLE_KILLPRIV_V2))
+			__atomic_store_n(&fs->init_unique, in->unique, __ATOMIC_RELEASE);
+	}
+	cur_req = buf;
+	cur_len = (size_t)n;
+	return n;
+}
+
+static ssize_t devio_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct sfs_fs *fs = userdata;
+	const struct fuse_out_header *out = iov[0].iov_base;
+	uint64_t init = __atomic_load_n(&fs->init_unique, __ATOMIC_ACQUIRE);
+
+	if (init && out->unique == init && out->error == 0 && count == 2 &&
+	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t)) {
+		/* the INIT reply: a copy with the flag, the same length */
+		struct fuse_init_out io = { 0 };
+		size_t n = iov[1].iov_len < sizeof(io) ? iov[1].iov_len : sizeof(io);
+		memcpy(&io, iov[1].iov_base, n);
+		io.flags |= FUSE_HANDLE_KILLPRIV_V2;
+		io.flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
+		struct iovec v[3] = { iov[0], { &io, n } };
+		int nv = 2;
+		if (iov[1].iov_len > n)
+			v[nv++] = (struct iovec){ (char *)iov[1].iov_base + n, iov[1].iov_len - n };
+		__atomic_store_n(&fs->init_unique, 0, __ATOMIC_RELAXED);
+		ssize_t r = writev(fd, v, nv);
+		if (r >= 0)
+			__atomic_store_n(&fs->killpriv_v2, true, __ATOMIC_RELEASE);
+		return r;
+	}
+	return writev(fd, iov, count);
+}
+
+static ssize_t devio_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+				 unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+/*
+ * Puts these in the session's path to /dev/fuse. Replies that carry file data still go by
+ * splice; requests are read into memory (no splice of a WRITE's data into a pipe), which the
+ * flag's lookup needs.
+ */
+int sfs_devio_attach(struct sfs_fs *fs)
+{
+	static const struct fuse_custom_io io = {
+		.read = devio_read,
+		.writev = devio_writev,
+		.splice_send = devio_splice_send,
+	};
+	int r = fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));
+
+	return r < 0 ? r : 0;
+}
+
+/*
+ * Whether the WRITE of @ino at @off this thread is handling says that the writer may not
+ * keep the file's set-id bits: 1 it may not, 0 it may, -1 unknown (not that request).
+ */
+int sfs_devio_write_kills(fuse_ino_t ino, off_t off)
+{
+	const struct fuse_in_header *in = cur_req;
+
+	if (!in || cur_len < sizeof(*in) + sizeof(struct fuse_write_in) ||
+	    in->opcode != FUSE_WRITE || in->nodeid != ino)
+		return -1;
+	const struct fuse_write_in *w = (const void *)(in + 1);
+	if ((off_t)w->offset != off)
+		return -1;
+	return !!(w->write_flags & FUSE_WRITE_KILL_SUIDGID);
+}

@@ -36,7 +36,8 @@ static ssize_t devio_read(int fd, void *buf, size_t len, void *userdata)
 	if (n < (ssize_t)sizeof(struct fuse_in_header))
 		return n;
 	const struct fuse_in_header *in = buf;
-	if (in->opcode == FUSE_INIT && (size_t)n >= sizeof(*in) + offsetof(struct fuse_init_in, flags2)) {
+	size_t init_len = sizeof(*in) + offsetof(struct fuse_init_in, flags2);
+	if (in->opcode == FUSE_INIT && (size_t)n >= init_len) {
 		const struct fuse_init_in *init = (const void *)(in + 1);
 		if (init->major == FUSE_KERNEL_VERSION && (init->flags & FUSE_HANDLE_KILLPRIV_V2))
 			__atomic_store_n(&fs->init_unique, in->unique, __ATOMIC_RELEASE);
@@ -65,10 +66,7 @@ static ssize_t devio_writev(int fd, struct iovec *iov, int count, void *userdata
 		if (iov[1].iov_len > n)
 			v[nv++] = (struct iovec){ (char *)iov[1].iov_base + n, iov[1].iov_len - n };
 		__atomic_store_n(&fs->init_unique, 0, __ATOMIC_RELAXED);
-		ssize_t r = writev(fd, v, nv);
-		if (r >= 0)
-			__atomic_store_n(&fs->killpriv_v2, true, __ATOMIC_RELEASE);
-		return r;
+		return writev(fd, v, nv);
 	}
 	return writev(fd, iov, count);
 }

@@ -495,13 +495,14 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 		return;
 	}
 	/*
-	 * Set-id bits go before the write, as on a local file system: where the kernel says so
-	 * (FUSE_HANDLE_KILLPRIV_V2), and for any write by a caller other than root, in case
-	 * the kernel's copy of the mode is stale (another name of a hard link changed it).
+	 * Set-id bits go before the write, as on a local file system, where the kernel says so
+	 * (FUSE_HANDLE_KILLPRIV_V2); should it not have said, for any write by a caller other
+	 * than root.
 	 */
 	int kills = sfs_devio_write_kills(ino, off);
-	bool killed = (kills == 1 || (!fi->writepage && fuse_req_ctx(req)->uid != 0)) &&
-		      kill_suidgid(fs, req, fd);
+	if (kills < 0)
+		kills = !fi->writepage && fuse_req_ctx(req)->uid != 0;
+	bool killed = kills && kill_suidgid(fs, req, fd);
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = fd;
 	out.buf[0].pos = off;

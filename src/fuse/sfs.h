@@ -94,8 +94,7 @@ struct sfs_fs {
 	bool no_open;    /* answer OPEN with ENOSYS: reads and writes go by node */
 	bool dont_mask;  /* the kernel leaves the caller's umask to us (FUSE_CAP_DONT_MASK) */
 	bool nosync;     /* -o volatile: no fsync, at copy-up or asked for */
-	bool killpriv_v2; /* we drop set-id bits on write and truncate: see devio.c */
-	uint64_t init_unique; /* the INIT request's, until its reply is sent (devio.c) */
+	uint64_t init_unique; /* INIT's, until its reply is sent: see devio.c */
 	bool volatile_marked; /* ... and the rw branch is marked as used so */
 	double timeout;
 	struct sfs_idmap uidmap, gidmap;

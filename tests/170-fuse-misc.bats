@@ -280,7 +280,8 @@ PY
 # file capability. The same operations run in a plain directory of the same file system, and
 # every mode (and capability) must come out the same (chown and chgrp are root's), for files made through the mount and
 # for files copied up from a layer.
-@test "fuse: writes, truncates, fallocates and chowns drop set-id bits and capabilities as locally" {
+# check_setid_drops [OPTIONS]
+check_setid_drops() {
 	sfs_small_stack
 	local ref=$TEST_DIR/ref
 	mkdir -p "$ref" "$TEST_DIR/l1/low"
@@ -296,7 +297,7 @@ PY
 			chmod "$mode" "$f"
 		done; done; done
 	done
-	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh,allow_other"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh,allow_other${1:+,$1}"
 	mkdir "$TEST_DIR/mnt/new" "$ref/new"
 	for d in "$TEST_DIR/mnt/new" "$ref/new"; do
 		for op in $ops; do for mode in $modes; do for who in root nobody; do
@@ -336,4 +337,12 @@ PY
 		echo y >>"$d/cap"
 		[ -z "$(getcap "$d/cap")" ]
 	done
+}
+
+@test "fuse: writes, truncates, fallocates and chowns drop set-id bits and capabilities as locally" {
+	check_setid_drops
+}
+
+@test "fuse: ... and so they do through OPEN handles" {
+	check_setid_drops handles=yes
 }

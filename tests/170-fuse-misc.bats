@@ -346,3 +346,22 @@ check_setid_drops() {
 @test "fuse: ... and so they do through OPEN handles" {
 	check_setid_drops handles=yes
 }
+
+# Before a write(), the kernel must know whether it drops a file capability. A FUSE mount may
+# remember that a file has none only if the server drops set-id bits and capabilities itself
+# (FUSE_HANDLE_KILLPRIV_V2, asked for in the INIT reply): then it asks once per file, not
+# once per write. Seen in the daemon's debug log.
+@test "fuse: writes are not each preceded by a GETXATTR of security.capability" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/mnt"
+	"$STRATA_FUSE_BIN" "$TEST_DIR/mnt" -o "br=$TEST_DIR/up=rw" -f -d 2>"$TEST_DIR/log" &
+	track_pid $!
+	for _ in $(seq 100); do mountpoint -q "$TEST_DIR/mnt" && break; sleep 0.1; done
+	dd if=/dev/zero of="$TEST_DIR/mnt/f" bs=4k count=200 status=none
+	[ "$(stat -c %s "$TEST_DIR/up/f")" -eq 819200 ]
+	writes=$(grep -c 'opcode: WRITE' "$TEST_DIR/log")
+	getxattrs=$(grep -c 'opcode: GETXATTR' "$TEST_DIR/log" || true)
+	echo "WRITEs $writes, GETXATTRs $getxattrs"
+	[ "$writes" -ge 200 ]
+	[ "$getxattrs" -le 2 ]
+	sfs_umount "$TEST_DIR/mnt"
+}

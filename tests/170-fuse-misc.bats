@@ -365,3 +365,35 @@ check_setid_drops() {
 	[ "$getxattrs" -le 2 ]
 	sfs_umount "$TEST_DIR/mnt"
 }
+
+# setfacl on a setgid file by its owner, who is not of its group, drops setgid on a local
+# file system (the kernel says so in the SETXATTR under FUSE_SETXATTR_EXT); root's and a group
+# member's keep it. Compared with a plain directory of the same file system.
+@test "fuse: an access ACL set by an owner outside the file's group drops setgid, as locally" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/ref"
+	setfacl -m u:nobody:r "$TEST_DIR/up" 2>/dev/null || skip "no ACLs on $TEST_DIR"
+	setfacl -b "$TEST_DIR/up"
+	chmod 755 "$TEST_DIR"
+	chmod 777 "$TEST_DIR/ref"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw,allow_other"
+	chmod 777 "$TEST_DIR/mnt"
+	as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+	for d in "$TEST_DIR/mnt" "$TEST_DIR/ref"; do
+		for who in outsider member root; do
+			f=$d/$who
+			as_nobody touch "$f"
+			if [ "$who" = member ]; then chgrp 65534 "$f"; else chgrp 0 "$f"; fi
+			chmod 2775 "$f"
+			case $who in
+			root) setfacl -m u:root:r "$f" ;;
+			*) as_nobody setfacl -m u:root:r "$f" ;;
+			esac
+		done
+	done
+	got=$(cd "$TEST_DIR/mnt" && stat -c '%n %a %G' outsider member root)
+	want=$(cd "$TEST_DIR/ref" && stat -c '%n %a %G' outsider member root)
+	diff <(echo "$want") <(echo "$got")
+	[[ "$want" == *"outsider 775 root"* ]]
+	[[ "$want" == *"member 2775"* ]]
+	[ "$(getfacl -cp "$TEST_DIR/up/outsider" | grep -c '^user:root:r--')" -eq 1 ]
+}

@@ -13,6 +13,11 @@
  * (FUSE_WRITE_KILL_SUIDGID), a flag libfuse drops before the write handler sees the request:
  * the request as read is kept for the thread that handles it (libfuse's loops read a request
  * and handle it on one thread), see sfs_devio_write_kills().
+ *
+ * FUSE_SETXATTR_EXT, for the same reason: with it, the SETXATTR of an access ACL says whether
+ * the file's setgid bit must go, as it goes on a local file system when the caller is not of
+ * the file's group. Its request carries a longer header than the one libfuse 3.14 (as
+ * Debian builds it) reads: it is given the short one, and the flag is kept aside.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +31,7 @@
 
 static __thread const void *cur_req;
 static __thread size_t cur_len;
+static __thread uint32_t cur_setxattr_flags; /* of the SETXATTR in cur_req */
 
 /*
  * The kernel orders a reply before the requests it lets come (a FORGET or RELEASE after the
@@ -56,8 +62,21 @@ static ssize_t devio_read(int fd, void *buf, size_t len, void *userdata)
 	size_t init_len = sizeof(*in) + offsetof(struct fuse_init_in, flags2);
 	if (in->opcode == FUSE_INIT && (size_t)n >= init_len) {
 		const struct fuse_init_in *init = (const void *)(in + 1);
-		if (init->major == FUSE_KERNEL_VERSION && (init->flags & FUSE_HANDLE_KILLPRIV_V2))
+		if (init->major == FUSE_KERNEL_VERSION) {
+			__atomic_store_n(&fs->init_offered, init->flags, __ATOMIC_RELAXED);
 			__atomic_store_n(&fs->init_unique, in->unique, __ATOMIC_RELEASE);
+		}
+	} else if (in->opcode == FUSE_SETXATTR &&
+		   (size_t)n >= sizeof(*in) + sizeof(struct fuse_setxattr_in) &&
+		   __atomic_load_n(&fs->setxattr_ext, __ATOMIC_ACQUIRE)) {
+		/* to the layout libfuse reads: the name right after size and flags */
+		char *arg = (char *)(in + 1);
+		const size_t compat = offsetof(struct fuse_setxattr_in, setxattr_flags);
+		cur_setxattr_flags = ((const struct fuse_setxattr_in *)arg)->setxattr_flags;
+		memmove(arg + compat, arg + sizeof(struct fuse_setxattr_in),
+			(size_t)n - sizeof(*in) - sizeof(struct fuse_setxattr_in));
+		n -= (ssize_t)(sizeof(struct fuse_setxattr_in) - compat);
+		((struct fuse_in_header *)buf)->len = (uint32_t)n;
 	}
 	cur_req = buf;
 	cur_len = (size_t)n;
@@ -77,14 +96,19 @@ static ssize_t devio_writev(int fd, struct iovec *iov, int count, void *userdata
 		struct fuse_init_out io = { 0 };
 		size_t n = iov[1].iov_len < sizeof(io) ? iov[1].iov_len : sizeof(io);
 		memcpy(&io, iov[1].iov_base, n);
-		io.flags |= FUSE_HANDLE_KILLPRIV_V2;
-		io.flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
+		uint32_t offered = __atomic_load_n(&fs->init_offered, __ATOMIC_RELAXED);
+		io.flags |= offered & (FUSE_HANDLE_KILLPRIV_V2 | FUSE_SETXATTR_EXT);
+		if (io.flags & FUSE_HANDLE_KILLPRIV_V2)
+			io.flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
 		struct iovec v[3] = { iov[0], { &io, n } };
 		int nv = 2;
 		if (iov[1].iov_len > n)
 			v[nv++] = (struct iovec){ (char *)iov[1].iov_base + n, iov[1].iov_len - n };
 		__atomic_store_n(&fs->init_unique, 0, __ATOMIC_RELAXED);
-		return writev(fd, v, nv);
+		ssize_t r = writev(fd, v, nv);
+		if (r >= 0 && (io.flags & FUSE_SETXATTR_EXT))
+			__atomic_store_n(&fs->setxattr_ext, true, __ATOMIC_RELEASE);
+		return r;
 	}
 	return writev(fd, iov, count);
 }
@@ -129,4 +153,17 @@ int sfs_devio_write_kills(fuse_ino_t ino, off_t off)
 	if ((off_t)w->offset != off)
 		return -1;
 	return !!(w->write_flags & FUSE_WRITE_KILL_SUIDGID);
+}
+
+/*
+ * Whether the SETXATTR of @ino this thread is handling says that the caller may not keep the
+ * file's setgid bit (FUSE_SETXATTR_ACL_KILL_SGID: an access ACL set by a caller outside the
+ * file's group, without CAP_FSETID), which the kernel says only under FUSE_SETXATTR_EXT.
+ */
+bool sfs_devio_setxattr_kills_sgid(fuse_ino_t ino)
+{
+	const struct fuse_in_header *in = cur_req;
+
+	return in && in->opcode == FUSE_SETXATTR && in->nodeid == ino &&
+	       (cur_setxattr_flags & FUSE_SETXATTR_ACL_KILL_SGID);
 }

@@ -811,8 +811,20 @@ static void sfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, co
 {
 	struct sfs_fs *fs = FS(req);
 
+	struct sfs_node *node = NODE(fs, ino);
+
 	wrlock(fs);
-	int r = sfs_setxattr(fs, NODE(fs, ino), name, value, size, flags);
+	int r = sfs_setxattr(fs, node, name, value, size, flags);
+	/* an access ACL set by a caller outside the file's group: the setgid bit goes */
+	if (r == 0 && !strcmp(name, "system.posix_acl_access") &&
+	    sfs_devio_setxattr_kills_sgid(ino)) {
+		struct stat st;
+		r = sfs_getattr(fs, node, &st);
+		if (r == 0 && (st.st_mode & S_ISGID)) {
+			struct stat a = { .st_mode = st.st_mode & ~(mode_t)S_ISGID };
+			r = sfs_setattr(fs, node, &a, FUSE_SET_ATTR_MODE, NULL, &st);
+		}
+	}
 	unlock(fs);
 	fuse_reply_err(req, -r);
 }

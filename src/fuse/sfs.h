@@ -95,6 +95,8 @@ struct sfs_fs {
 	bool dont_mask;  /* the kernel leaves the caller's umask to us (FUSE_CAP_DONT_MASK) */
 	bool nosync;     /* -o volatile: no fsync, at copy-up or asked for */
 	uint64_t init_unique; /* INIT's, until its reply is sent: see devio.c */
+	uint32_t init_offered; /* the flags INIT offered */
+	bool setxattr_ext; /* SETXATTR requests carry setxattr_flags (devio.c) */
 	bool volatile_marked; /* ... and the rw branch is marked as used so */
 	double timeout;
 	struct sfs_idmap uidmap, gidmap;
@@ -331,6 +333,7 @@ bool sfs_xattr_hidden(const char *name);
 /* devio.c */
 int sfs_devio_attach(struct sfs_fs *fs);
 int sfs_devio_write_kills(fuse_ino_t ino, off_t off);
+bool sfs_devio_setxattr_kills_sgid(fuse_ino_t ino);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops sfs_ops;

@@ -5,6 +5,8 @@ load helpers
 load fuse/lib
 
 per_test_setup() { sfs_require; }
+# the append-only files of the set-id test below, which rm -rf could not remove
+per_test_teardown() { chattr -a "$TEST_DIR/up/f" "$TEST_DIR/ref/f" 2>/dev/null || true; }
 
 @test "fuse: symlinks, fifos, sockets and device nodes" {
 	sfs_small_stack
@@ -396,4 +398,26 @@ check_setid_drops() {
 	[[ "$want" == *"outsider 775 root"* ]]
 	[[ "$want" == *"member 2775"* ]]
 	[ "$(getfacl -cp "$TEST_DIR/up/outsider" | grep -c '^user:root:r--')" -eq 1 ]
+}
+
+# A write must not happen while the set-id bits it should drop stay: on an append-only setuid
+# file, whose mode cannot change, a local file system refuses the write; so must the mount.
+@test "fuse: a write whose set-id bits cannot be dropped is refused, as locally" {
+	mkdir -p "$TEST_DIR/up" "$TEST_DIR/ref"
+	touch "$TEST_DIR/probe"
+	chattr +a "$TEST_DIR/probe" 2>/dev/null || skip "no chattr +a on $TEST_DIR"
+	chattr -a "$TEST_DIR/probe"
+	chmod 755 "$TEST_DIR"
+	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw,allow_other"
+	echo data >"$TEST_DIR/mnt/f"
+	echo data >"$TEST_DIR/ref/f"
+	chmod 4777 "$TEST_DIR/mnt/f" "$TEST_DIR/ref/f"
+	chattr +a "$TEST_DIR/up/f" "$TEST_DIR/ref/f"
+	for f in "$TEST_DIR/ref/f" "$TEST_DIR/mnt/f"; do
+		run setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo more >>'$f'"
+		[ "$status" -ne 0 ]
+		[ "$(stat -c %a "$f")" = 4777 ]
+		[ "$(cat "$f")" = data ]
+	done
+	chattr -a "$TEST_DIR/up/f" "$TEST_DIR/ref/f"
 }

@@ -5,9 +5,9 @@
  * FUSE_HANDLE_KILLPRIV_V2. Without it the kernel asks for a file's security.capability
  * attribute before every write(), to know whether the write must drop it: a GETXATTR round
  * trip per write, since a FUSE mount may not remember that a file has none. With it, the
- * server drops set-id bits and capabilities itself, the mount remembers, and a write is one
- * round trip. libfuse 3.14 does not know the flag: the INIT reply is given it here when the
- * kernel offers it.
+ * server drops set-id bits itself (and the backing file system a capability, when the server
+ * writes), the mount remembers, and a write is one round trip. libfuse 3.14 does not know
+ * the flag: the INIT reply is given it here when the kernel offers it.
  *
  * The kernel then says in each WRITE whether the writer may keep the file's set-id bits
  * (FUSE_WRITE_KILL_SUIDGID), a flag libfuse drops before the write handler sees the request:
@@ -16,8 +16,9 @@
  *
  * FUSE_SETXATTR_EXT, for the same reason: with it, the SETXATTR of an access ACL says whether
  * the file's setgid bit must go, as it goes on a local file system when the caller is not of
- * the file's group. Its request carries a longer header than the one libfuse 3.14 (as
- * Debian builds it) reads: it is given the short one, and the flag is kept aside.
+ * the file's group. Its request carries a longer header than the one a libfuse built with
+ * protocol headers older than 7.33 reads (Debian's 3.14): it is given the short one, and the
+ * flag is kept aside. A libfuse of newer headers reads the header its own way: not asked.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,18 +98,20 @@ static ssize_t devio_writev(int fd, struct iovec *iov, int count, void *userdata
 		size_t n = iov[1].iov_len < sizeof(io) ? iov[1].iov_len : sizeof(io);
 		memcpy(&io, iov[1].iov_base, n);
 		uint32_t offered = __atomic_load_n(&fs->init_offered, __ATOMIC_RELAXED);
-		io.flags |= offered & (FUSE_HANDLE_KILLPRIV_V2 | FUSE_SETXATTR_EXT);
+		io.flags |= offered & FUSE_HANDLE_KILLPRIV_V2;
 		if (io.flags & FUSE_HANDLE_KILLPRIV_V2)
 			io.flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
+		if ((offered & FUSE_SETXATTR_EXT) && io.minor < 33) {
+			io.flags |= FUSE_SETXATTR_EXT;
+			/* before the reply: a request may be read as soon as it is written */
+			__atomic_store_n(&fs->setxattr_ext, true, __ATOMIC_RELEASE);
+		}
 		struct iovec v[3] = { iov[0], { &io, n } };
 		int nv = 2;
 		if (iov[1].iov_len > n)
 			v[nv++] = (struct iovec){ (char *)iov[1].iov_base + n, iov[1].iov_len - n };
 		__atomic_store_n(&fs->init_unique, 0, __ATOMIC_RELAXED);
-		ssize_t r = writev(fd, v, nv);
-		if (r >= 0 && (io.flags & FUSE_SETXATTR_EXT))
-			__atomic_store_n(&fs->setxattr_ext, true, __ATOMIC_RELEASE);
-		return r;
+		return writev(fd, v, nv);
 	}
 	return writev(fd, iov, count);
 }

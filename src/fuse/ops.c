@@ -84,20 +84,37 @@ static mode_t killed_mode(fuse_req_t req, const struct stat *shown)
 	return m;
 }
 
+static bool has_setid(int fd, struct stat *st)
+{
+	return fstat(fd, st) == 0 && S_ISREG(st->st_mode) && (st->st_mode & (S_ISUID | S_ISGID));
+}
+
 /*
- * Drops the set-id bits of the file open at @fd, as killed_mode() says. True if it changed
- * the mode: the kernel's copy of it is stale then.
+ * Drops the set-id bits of file @ino, open at @fd, as killed_mode() says, before a change of
+ * its data. The kernel's copy of the mode is dropped at once, before the change is replied
+ * to, so that no exec after it finds the bits. -errno if they could not go: then the change
+ * must not be made, as the kernel refuses a write whose set-id bits it cannot drop.
  */
-static bool kill_suidgid(struct sfs_fs *fs, fuse_req_t req, int fd)
+static int kill_suidgid(struct sfs_fs *fs, fuse_req_t req, fuse_ino_t ino, int fd)
 {
 	struct stat st;
+	int r = 0;
 
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & (S_ISUID | S_ISGID)))
-		return false;
-	struct stat shown = st;
-	sfs_stat_shown(fs, &shown);
-	mode_t m = killed_mode(req, &shown);
-	return m != shown.st_mode && fchmod(fd, m & 07777) == 0;
+	if (!has_setid(fd, &st))
+		return 0;
+	/* read and written back under the lock a chmod takes, so as not to undo one */
+	wrlock(fs);
+	if (has_setid(fd, &st)) {
+		struct stat shown = st;
+		sfs_stat_shown(fs, &shown);
+		mode_t m = killed_mode(req, &shown);
+		if (m != shown.st_mode)
+			r = fchmod(fd, m & 07777) < 0 ? -errno : 1;
+	}
+	unlock(fs);
+	if (r > 0)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+	return r < 0 ? r : 0;
 }
 
 static void sfs_op_init(void *userdata, struct fuse_conn_info *conn)
@@ -502,7 +519,12 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 	int kills = sfs_devio_write_kills(ino, off);
 	if (kills < 0)
 		kills = !fi->writepage && fuse_req_ctx(req)->uid != 0;
-	bool killed = kills && kill_suidgid(fs, req, fd);
+	int r = kills ? kill_suidgid(fs, req, ino, fd) : 0;
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		closep_if(fd, tmp);
+		return;
+	}
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = fd;
 	out.buf[0].pos = off;
@@ -510,8 +532,6 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		closep_if(fd, tmp);
-		if (killed)
-			fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 		return;
 	}
 	sfs_changed(fs); /* the file's size and times */
@@ -519,8 +539,6 @@ static void sfs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec 
 	bool inval = before_node_write(fs, node, fi, fd);
 	closep_if(fd, tmp);
 	fuse_reply_write(req, (size_t)n);
-	if (killed)
-		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 	if (inval)
 		after_node_write(fs, node);
 }
@@ -566,20 +584,16 @@ static void sfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
 	bool tmp;
 	int fd = req_fd(fs, ino, fi, true, &tmp);
 	/*
-	 * An fallocate that changes the file drops set-id bits as a write does; the kernel
-	 * does not say whether the caller may keep them here: only root may.
+	 * fallocate drops set-id bits as a write does, in every mode; the kernel does not say
+	 * here whether the caller may keep them: only root may.
 	 */
-	bool changes = !(mode & FALLOC_FL_KEEP_SIZE) ||
-		       (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE));
-	bool killed = fd >= 0 && changes && fuse_req_ctx(req)->uid != 0 &&
-		      kill_suidgid(fs, req, fd);
-	int r = fd < 0 ? fd : fallocate(fd, mode, offset, length) < 0 ? -errno : 0;
+	int r = fd < 0 ? fd : fuse_req_ctx(req)->uid != 0 ? kill_suidgid(fs, req, ino, fd) : 0;
+	if (r == 0 && fallocate(fd, mode, offset, length) < 0)
+		r = -errno;
 
 	sfs_changed(fs);
 	closep_if(fd, tmp);
 	fuse_reply_err(req, -r);
-	if (killed)
-		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
 static void sfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

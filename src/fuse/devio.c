@@ -18,7 +18,8 @@
  * the file's setgid bit must go, as it goes on a local file system when the caller is not of
  * the file's group. Its request carries a longer header than the one a libfuse built with
  * protocol headers older than 7.33 reads (Debian's 3.14): it is given the short one, and the
- * flag is kept aside. A libfuse of newer headers reads the header its own way: not asked.
+ * flag is kept aside. A libfuse of newer headers asks for it itself, or not at all, and
+ * reads the header its own way: the flag is only read then.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,15 +70,17 @@ static ssize_t devio_read(int fd, void *buf, size_t len, void *userdata)
 		}
 	} else if (in->opcode == FUSE_SETXATTR &&
 		   (size_t)n >= sizeof(*in) + sizeof(struct fuse_setxattr_in) &&
-		   __atomic_load_n(&fs->setxattr_ext, __ATOMIC_ACQUIRE)) {
-		/* to the layout libfuse reads: the name right after size and flags */
+		   __atomic_load_n(&fs->setxattr_ext, __ATOMIC_ACQUIRE) != SFS_XATTR_EXT_NONE) {
 		char *arg = (char *)(in + 1);
 		const size_t compat = offsetof(struct fuse_setxattr_in, setxattr_flags);
 		cur_setxattr_flags = ((const struct fuse_setxattr_in *)arg)->setxattr_flags;
-		memmove(arg + compat, arg + sizeof(struct fuse_setxattr_in),
-			(size_t)n - sizeof(*in) - sizeof(struct fuse_setxattr_in));
-		n -= (ssize_t)(sizeof(struct fuse_setxattr_in) - compat);
-		((struct fuse_in_header *)buf)->len = (uint32_t)n;
+		if (__atomic_load_n(&fs->setxattr_ext, __ATOMIC_RELAXED) == SFS_XATTR_EXT_OURS) {
+			/* to the layout libfuse reads: the name right after size and flags */
+			memmove(arg + compat, arg + sizeof(struct fuse_setxattr_in),
+				(size_t)n - sizeof(*in) - sizeof(struct fuse_setxattr_in));
+			n -= (ssize_t)(sizeof(struct fuse_setxattr_in) - compat);
+			((struct fuse_in_header *)buf)->len = (uint32_t)n;
+		}
 	}
 	cur_req = buf;
 	cur_len = (size_t)n;
@@ -101,10 +104,12 @@ static ssize_t devio_writev(int fd, struct iovec *iov, int count, void *userdata
 		io.flags |= offered & FUSE_HANDLE_KILLPRIV_V2;
 		if (io.flags & FUSE_HANDLE_KILLPRIV_V2)
 			io.flags &= ~(uint32_t)FUSE_HANDLE_KILLPRIV;
-		if ((offered & FUSE_SETXATTR_EXT) && io.minor < 33) {
+		/* before the reply: a request may be read as soon as it is written */
+		if (io.flags & FUSE_SETXATTR_EXT) {
+			__atomic_store_n(&fs->setxattr_ext, SFS_XATTR_EXT_LIBFUSE, __ATOMIC_RELEASE);
+		} else if ((offered & FUSE_SETXATTR_EXT) && io.minor < 33) {
 			io.flags |= FUSE_SETXATTR_EXT;
-			/* before the reply: a request may be read as soon as it is written */
-			__atomic_store_n(&fs->setxattr_ext, true, __ATOMIC_RELEASE);
+			__atomic_store_n(&fs->setxattr_ext, SFS_XATTR_EXT_OURS, __ATOMIC_RELEASE);
 		}
 		struct iovec v[3] = { iov[0], { &io, n } };
 		int nv = 2;

@@ -71,15 +71,29 @@ static bool caller_in_group(fuse_req_t req, gid_t gid)
 }
 
 /*
- * The mode a write or truncate leaves when its caller may not keep the set-id bits, as the
- * VFS has it: no setuid; no setgid where the group may execute, or where the caller is not
- * of the file's group. @shown: the file's attributes as the caller sees them.
+ * What the set-id bits of a change of data need to know of its caller, who may not keep them:
+ * whether it is of the file's group (@shown: the file's attributes as the caller sees them).
+ * Asked before the namespace lock is taken: it reads /proc. -1 when no setgid bit depends on
+ * it.
  */
-static mode_t killed_mode(fuse_req_t req, const struct stat *shown)
+static int kill_group(fuse_req_t req, const struct stat *shown)
+{
+	if ((shown->st_mode & (S_ISGID | S_IXGRP)) != S_ISGID)
+		return -1;
+	return caller_in_group(req, shown->st_gid);
+}
+
+/*
+ * The mode such a change leaves, as the VFS has it: no setuid; no setgid where the group may
+ * execute, or where the caller is not of the file's group (@group from kill_group() for a
+ * file of the same group, else unknown, -1: then asked here).
+ */
+static mode_t killed_mode(fuse_req_t req, const struct stat *shown, int group)
 {
 	mode_t m = shown->st_mode & ~(mode_t)S_ISUID;
 
-	if ((m & S_ISGID) && ((m & S_IXGRP) || !caller_in_group(req, shown->st_gid)))
+	if ((m & S_ISGID) &&
+	    ((m & S_IXGRP) || !(group >= 0 ? group : caller_in_group(req, shown->st_gid))))
 		m &= ~(mode_t)S_ISGID;
 	return m;
 }
@@ -87,6 +101,15 @@ static mode_t killed_mode(fuse_req_t req, const struct stat *shown)
 static bool has_setid(int fd, struct stat *st)
 {
 	return fstat(fd, st) == 0 && S_ISREG(st->st_mode) && (st->st_mode & (S_ISUID | S_ISGID));
+}
+
+/* @st's attributes as @fs shows them */
+static struct stat shown_stat(struct sfs_fs *fs, const struct stat *st)
+{
+	struct stat shown = *st;
+
+	sfs_stat_shown(fs, &shown);
+	return shown;
 }
 
 /*
@@ -102,12 +125,14 @@ static int kill_suidgid(struct sfs_fs *fs, fuse_req_t req, fuse_ino_t ino, int f
 
 	if (!has_setid(fd, &st))
 		return 0;
+	struct stat shown = shown_stat(fs, &st);
+	gid_t gid = shown.st_gid;
+	int group = kill_group(req, &shown);
 	/* read and written back under the lock a chmod takes, so as not to undo one */
 	wrlock(fs);
 	if (has_setid(fd, &st)) {
-		struct stat shown = st;
-		sfs_stat_shown(fs, &shown);
-		mode_t m = killed_mode(req, &shown);
+		shown = shown_stat(fs, &st);
+		mode_t m = killed_mode(req, &shown, shown.st_gid == gid ? group : -1);
 		if (m != shown.st_mode)
 			r = fchmod(fd, m & 07777) < 0 ? -errno : 1;
 	}
@@ -220,23 +245,38 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 {
 	struct sfs_fs *fs = FS(req);
 	struct sfs_node *node = NODE(fs, ino);
-	struct stat st;
+	struct stat st, a = *attr;
+	int r;
 
-	wrlock(fs);
-	int r = sfs_setattr(fs, node, attr, to_set, fi ? FILE_OF(fi) : NULL, &st);
 	/*
-	 * A truncate by a caller without CAP_FSETID, which the kernel leaves to us under
-	 * FUSE_HANDLE_KILLPRIV_V2 (FATTR_KILL_SUIDGID, which libfuse passes as KILL_SUID).
+	 * A truncate by a caller without CAP_FSETID drops set-id bits, which the kernel leaves
+	 * to us under FUSE_HANDLE_KILLPRIV_V2 (FATTR_KILL_SUIDGID, which libfuse passes as
+	 * KILL_SUID): the mode goes first, in the same change, so that a mode that cannot go
+	 * leaves the file as it was.
 	 */
-	if (r == 0 && (to_set & FUSE_SET_ATTR_KILL_SUID) && (to_set & FUSE_SET_ATTR_SIZE) &&
-	    !(to_set & FUSE_SET_ATTR_MODE) && S_ISREG(st.st_mode) &&
-	    (st.st_mode & (S_ISUID | S_ISGID))) {
-		struct stat shown = st;
-		sfs_stat_shown(fs, &shown);
-		struct stat a = { .st_mode = killed_mode(req, &shown) };
-		if (a.st_mode != shown.st_mode)
-			r = sfs_setattr(fs, node, &a, FUSE_SET_ATTR_MODE, NULL, &st);
+	bool kill = (to_set & FUSE_SET_ATTR_KILL_SUID) && (to_set & FUSE_SET_ATTR_SIZE) &&
+		    !(to_set & FUSE_SET_ATTR_MODE);
+	int group = -1;
+	gid_t gid = 0;
+	if (kill) {
+		rdlock(fs);
+		r = sfs_getattr(fs, node, &st);
+		unlock(fs);
+		kill = r == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_ISUID | S_ISGID));
+		if (kill) {
+			struct stat shown = shown_stat(fs, &st);
+			gid = shown.st_gid;
+			group = kill_group(req, &shown);
+		}
 	}
+	wrlock(fs);
+	if (kill && sfs_getattr(fs, node, &st) == 0) {
+		struct stat shown = shown_stat(fs, &st);
+		a.st_mode = killed_mode(req, &shown, shown.st_gid == gid ? group : -1);
+		if (a.st_mode != shown.st_mode)
+			to_set |= FUSE_SET_ATTR_MODE;
+	}
+	r = sfs_setattr(fs, node, &a, to_set, fi ? FILE_OF(fi) : NULL, &st);
 	unlock(fs);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -827,11 +867,11 @@ static void sfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, co
 
 	struct sfs_node *node = NODE(fs, ino);
 
+	int r = 0;
+
 	wrlock(fs);
-	int r = sfs_setxattr(fs, node, name, value, size, flags);
-	/* an access ACL set by a caller outside the file's group: the setgid bit goes */
-	if (r == 0 && !strcmp(name, "system.posix_acl_access") &&
-	    sfs_devio_setxattr_kills_sgid(ino)) {
+	/* an access ACL set by a caller outside the file's group: the setgid bit goes first */
+	if (!strcmp(name, "system.posix_acl_access") && sfs_devio_setxattr_kills_sgid(ino)) {
 		struct stat st;
 		r = sfs_getattr(fs, node, &st);
 		if (r == 0 && (st.st_mode & S_ISGID)) {
@@ -839,6 +879,8 @@ static void sfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, co
 			r = sfs_setattr(fs, node, &a, FUSE_SET_ATTR_MODE, NULL, &st);
 		}
 	}
+	if (r == 0)
+		r = sfs_setxattr(fs, node, name, value, size, flags);
 	unlock(fs);
 	fuse_reply_err(req, -r);
 }

@@ -96,7 +96,8 @@ struct sfs_fs {
 	bool nosync;     /* -o volatile: no fsync, at copy-up or asked for */
 	uint64_t init_unique; /* INIT's, until its reply is sent: see devio.c */
 	uint32_t init_offered; /* the flags INIT offered */
-	bool setxattr_ext; /* SETXATTR requests carry setxattr_flags (devio.c) */
+	/* SETXATTR requests carry setxattr_flags (devio.c): not, asked by libfuse, or by us */
+	enum { SFS_XATTR_EXT_NONE, SFS_XATTR_EXT_LIBFUSE, SFS_XATTR_EXT_OURS } setxattr_ext;
 	bool volatile_marked; /* ... and the rw branch is marked as used so */
 	double timeout;
 	struct sfs_idmap uidmap, gidmap;

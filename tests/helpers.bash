@@ -14,6 +14,10 @@ asan_build() {
 	ldd "$STRATA_BIN" 2>/dev/null | grep -q libasan
 }
 
+tsan_build() {
+	ldd "$STRATA_BIN" 2>/dev/null | grep -q libtsan
+}
+
 setup() {
 	TEST_DIR=$(mktemp -d /tmp/strata-bats.XXXXXX)
 	ROOT=$TEST_DIR/root

@@ -71,45 +71,56 @@ static bool caller_in_group(fuse_req_t req, gid_t gid)
 }
 
 /*
- * What the set-id bits of a change of data need to know of its caller, who may not keep them:
- * whether it is of the file's group (@shown: the file's attributes as the caller sees them).
- * Asked before the namespace lock is taken: it reads /proc. -1 when no setgid bit depends on
- * it.
+ * What dropping the set-id bits of a change of data needs to know of its caller, who may not
+ * keep them: whether it is of the file's group (in_group, -1 when no setgid bit depends on
+ * it), for the group the file had (gid, as shown). Asked before the namespace lock is taken:
+ * it reads /proc.
  */
-static int kill_group(fuse_req_t req, const struct stat *shown)
+struct kill_ask {
+	gid_t gid;
+	int in_group;
+};
+
+/* The group of @st as @fs shows it. */
+static gid_t shown_gid(struct sfs_fs *fs, const struct stat *st)
 {
-	if ((shown->st_mode & (S_ISGID | S_IXGRP)) != S_ISGID)
-		return -1;
-	return caller_in_group(req, shown->st_gid);
+	struct stat shown = *st;
+
+	sfs_stat_shown(fs, &shown);
+	return shown.st_gid;
+}
+
+static struct kill_ask kill_ask(struct sfs_fs *fs, fuse_req_t req, const struct stat *st)
+{
+	struct kill_ask a = { .gid = shown_gid(fs, st), .in_group = -1 };
+
+	if ((st->st_mode & (S_ISGID | S_IXGRP)) == S_ISGID)
+		a.in_group = caller_in_group(req, a.gid);
+	return a;
 }
 
 /*
- * The mode such a change leaves, as the VFS has it: no setuid; no setgid where the group may
- * execute, or where the caller is not of the file's group (@group from kill_group() for a
- * file of the same group, else unknown, -1: then asked here).
+ * The mode such a change leaves of a file now @st, as the VFS has it: no setuid; no setgid
+ * where the group may execute, or where the caller is not of the file's group (@ask's
+ * answer, unless the group changed since: then asked again).
  */
-static mode_t killed_mode(fuse_req_t req, const struct stat *shown, int group)
+static mode_t killed_mode(struct sfs_fs *fs, fuse_req_t req, const struct stat *st,
+			  const struct kill_ask *ask)
 {
-	mode_t m = shown->st_mode & ~(mode_t)S_ISUID;
+	mode_t m = st->st_mode & ~(mode_t)S_ISUID;
 
-	if ((m & S_ISGID) &&
-	    ((m & S_IXGRP) || !(group >= 0 ? group : caller_in_group(req, shown->st_gid))))
-		m &= ~(mode_t)S_ISGID;
-	return m;
+	if (!(m & S_ISGID))
+		return m;
+	gid_t gid = shown_gid(fs, st);
+	bool keep = !(m & S_IXGRP) && (gid == ask->gid && ask->in_group >= 0 ?
+					       ask->in_group :
+					       caller_in_group(req, gid));
+	return keep ? m : m & ~(mode_t)S_ISGID;
 }
 
 static bool has_setid(int fd, struct stat *st)
 {
 	return fstat(fd, st) == 0 && S_ISREG(st->st_mode) && (st->st_mode & (S_ISUID | S_ISGID));
-}
-
-/* @st's attributes as @fs shows them */
-static struct stat shown_stat(struct sfs_fs *fs, const struct stat *st)
-{
-	struct stat shown = *st;
-
-	sfs_stat_shown(fs, &shown);
-	return shown;
 }
 
 /*
@@ -125,15 +136,12 @@ static int kill_suidgid(struct sfs_fs *fs, fuse_req_t req, fuse_ino_t ino, int f
 
 	if (!has_setid(fd, &st))
 		return 0;
-	struct stat shown = shown_stat(fs, &st);
-	gid_t gid = shown.st_gid;
-	int group = kill_group(req, &shown);
+	struct kill_ask ask = kill_ask(fs, req, &st);
 	/* read and written back under the lock a chmod takes, so as not to undo one */
 	wrlock(fs);
 	if (has_setid(fd, &st)) {
-		shown = shown_stat(fs, &st);
-		mode_t m = killed_mode(req, &shown, shown.st_gid == gid ? group : -1);
-		if (m != shown.st_mode)
+		mode_t m = killed_mode(fs, req, &st, &ask);
+		if (m != st.st_mode)
 			r = fchmod(fd, m & 07777) < 0 ? -errno : 1;
 	}
 	unlock(fs);
@@ -256,24 +264,19 @@ static void sfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 	 */
 	bool kill = (to_set & FUSE_SET_ATTR_KILL_SUID) && (to_set & FUSE_SET_ATTR_SIZE) &&
 		    !(to_set & FUSE_SET_ATTR_MODE);
-	int group = -1;
-	gid_t gid = 0;
+	struct kill_ask ask;
 	if (kill) {
 		rdlock(fs);
 		r = sfs_getattr(fs, node, &st);
 		unlock(fs);
 		kill = r == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_ISUID | S_ISGID));
-		if (kill) {
-			struct stat shown = shown_stat(fs, &st);
-			gid = shown.st_gid;
-			group = kill_group(req, &shown);
-		}
+		if (kill)
+			ask = kill_ask(fs, req, &st);
 	}
 	wrlock(fs);
 	if (kill && sfs_getattr(fs, node, &st) == 0) {
-		struct stat shown = shown_stat(fs, &st);
-		a.st_mode = killed_mode(req, &shown, shown.st_gid == gid ? group : -1);
-		if (a.st_mode != shown.st_mode)
+		a.st_mode = killed_mode(fs, req, &st, &ask);
+		if (a.st_mode != st.st_mode)
 			to_set |= FUSE_SET_ATTR_MODE;
 	}
 	r = sfs_setattr(fs, node, &a, to_set, fi ? FILE_OF(fi) : NULL, &st);

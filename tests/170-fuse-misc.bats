@@ -282,34 +282,30 @@ PY
 # write, truncate or fallocate by a writer without CAP_FSETID drops setuid, and setgid where
 # the group may execute; root's keeps them; chown drops both for anyone; any write drops a
 # file capability. The same operations run in a plain directory of the same file system, and
-# every mode (and capability) must come out the same (chown and chgrp are root's), for files made through the mount and
-# for files copied up from a layer.
+# every mode (and capability) must come out the same (chown and chgrp are root's), for files
+# made through the mount and for files copied up from a layer.
 # check_setid_drops [OPTIONS]
 check_setid_drops() {
 	sfs_small_stack
 	local ref=$TEST_DIR/ref
-	mkdir -p "$ref" "$TEST_DIR/l1/low"
+	mkdir -p "$ref/low" "$TEST_DIR/l1/low"
 	chmod 755 "$TEST_DIR"
 	ops="write truncate fallocate chown"
 	modes="4777 2777 6777 2767 6767 777"
+	make_files() { # DIR...: a file for every operation, mode and actor in each
+		local d op mode who
+		for d; do
+			for op in $ops; do for mode in $modes; do for who in root nobody; do
+				echo data >"$d/$op-$mode-$who"
+				chmod "$mode" "$d/$op-$mode-$who"
+			done; done; done
+		done
+	}
 	# files below, made before the mount, and their reference twins
-	mkdir "$ref/low"
-	for d in "$TEST_DIR/l1/low" "$ref/low"; do
-		for op in $ops; do for mode in $modes; do for who in root nobody; do
-			f=$d/$op-$mode-$who
-			echo data >"$f"
-			chmod "$mode" "$f"
-		done; done; done
-	done
+	make_files "$TEST_DIR/l1/low" "$ref/low"
 	sfs_mount "$TEST_DIR/mnt" "br=$TEST_DIR/up=rw:$TEST_DIR/l1=ro+wh:$TEST_DIR/l2=ro+wh,allow_other${1:+,$1}"
 	mkdir "$TEST_DIR/mnt/new" "$ref/new"
-	for d in "$TEST_DIR/mnt/new" "$ref/new"; do
-		for op in $ops; do for mode in $modes; do for who in root nobody; do
-			f=$d/$op-$mode-$who
-			echo data >"$f"
-			chmod "$mode" "$f"
-		done; done; done
-	done
+	make_files "$TEST_DIR/mnt/new" "$ref/new"
 	run_op() { # DIR OP MODE WHO
 		local f=$1/$2-$3-$4 as=()
 		[ "$4" = root ] || as=(setpriv --reuid=65534 --regid=65534 --clear-groups)
